@@ -1,0 +1,16 @@
+//! Portico: a front server for uWSGI-hosted Python web apps that takes nginx's place.
+//!
+//! The pure cores (URI normalisation, routing, file mapping and header logic, variables,
+//! log formatting, configuration validation) are usable on their own, which is what the
+//! tests, benchmarks and fuzz targets do; `server` is the thin async shell around them.
+
+pub mod config;
+pub mod error_pages;
+pub mod log;
+pub mod response;
+pub mod routing;
+pub mod server;
+pub mod static_files;
+pub mod uri;
+pub mod uwsgi;
+pub mod variables;

@@ -1,0 +1,239 @@
+//! A response Portico generates itself (files, errors, redirects), as a value: status,
+//! headers in nginx's order, and a body that is either bytes or ranges of an open file.
+//! Encoding the head to HTTP/1.1 bytes is pure; sending it is the server's job.
+
+use std::borrow::Cow;
+use std::fmt::Write as _;
+use std::fs::File;
+use std::sync::Arc;
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+/// What Portico calls itself in `Server:` and on error pages (no version, on purpose:
+/// like nginx's `server_tokens off`).
+pub const SERVER_NAME: &str = "portico";
+
+/// A response head without the per-connection headers (`Date`, `Connection`), which are
+/// added when it is encoded.
+#[derive(Clone, Debug, Default)]
+pub struct Head {
+    pub status: u16,
+    /// Headers nginx writes before `Connection`, in its order.
+    pub content_type: Option<Cow<'static, str>>,
+    pub content_length: Option<u64>,
+    pub last_modified: Option<String>,
+    pub location: Option<String>,
+    /// Everything else, after `Connection`.
+    pub extra: Vec<(&'static str, String)>,
+}
+
+impl Head {
+    pub fn new(status: u16) -> Head {
+        Head {
+            status,
+            ..Head::default()
+        }
+    }
+
+    pub fn with(mut self, name: &'static str, value: impl Into<String>) -> Head {
+        self.extra.push((name, value.into()));
+        self
+    }
+
+    /// Encodes the head as HTTP/1.1, with `date` and the keep-alive decision.
+    pub fn encode(&self, date: &[u8], keepalive: bool, out: &mut BytesMut) {
+        out.reserve(256);
+        let _ = write!(
+            Writer(out),
+            "HTTP/1.1 {} {}\r\nServer: {SERVER_NAME}\r\nDate: ",
+            self.status,
+            reason(self.status)
+        );
+        out.put_slice(date);
+        out.put_slice(b"\r\n");
+        if let Some(ct) = &self.content_type {
+            let _ = write!(Writer(out), "Content-Type: {ct}\r\n");
+        }
+        if let Some(len) = self.content_length {
+            let _ = write!(Writer(out), "Content-Length: {len}\r\n");
+        }
+        if let Some(lm) = &self.last_modified {
+            let _ = write!(Writer(out), "Last-Modified: {lm}\r\n");
+        }
+        if let Some(loc) = &self.location {
+            let _ = write!(Writer(out), "Location: {loc}\r\n");
+        }
+        out.put_slice(if keepalive {
+            b"Connection: keep-alive\r\n"
+        } else {
+            b"Connection: close\r\n"
+        });
+        for (name, value) in &self.extra {
+            let _ = write!(Writer(out), "{name}: {value}\r\n");
+        }
+        out.put_slice(b"\r\n");
+    }
+}
+
+struct Writer<'a>(&'a mut BytesMut);
+
+impl std::fmt::Write for Writer<'_> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.0.put_slice(s.as_bytes());
+        Ok(())
+    }
+}
+
+/// One piece of a file-backed body.
+#[derive(Clone, Debug)]
+pub enum Part {
+    /// Bytes written as they are (multipart boundaries).
+    Bytes(Bytes),
+    /// `len` bytes of the file from `offset`, sent with sendfile.
+    File { offset: u64, len: u64 },
+}
+
+/// A response body.
+#[derive(Clone, Debug, Default)]
+pub enum Body {
+    #[default]
+    Empty,
+    Bytes(Bytes),
+    File { file: Arc<File>, parts: Vec<Part> },
+}
+
+/// A complete response Portico produces itself.
+#[derive(Clone, Debug)]
+pub struct Reply {
+    pub head: Head,
+    pub body: Body,
+}
+
+impl Reply {
+    /// The standard error page for `status`, as nginx's special response handler makes it.
+    pub fn error(status: u16) -> Reply {
+        let body = error_page_body(status);
+        let mut head = Head::new(status);
+        head.content_type = Some(Cow::Borrowed("text/html"));
+        head.content_length = Some(body.len() as u64);
+        Reply {
+            head,
+            body: Body::Bytes(body),
+        }
+    }
+
+    /// A 301 to `location` (already escaped), with nginx's little HTML page.
+    pub fn moved_permanently(location: String) -> Reply {
+        let mut r = Reply::error(301);
+        r.head.location = Some(location);
+        r
+    }
+
+    /// Body length on the wire, for `$body_bytes_sent` when the body goes out whole.
+    pub fn body_len(&self) -> u64 {
+        match &self.body {
+            Body::Empty => 0,
+            Body::Bytes(b) => b.len() as u64,
+            Body::File { parts, .. } => parts
+                .iter()
+                .map(|p| match p {
+                    Part::Bytes(b) => b.len() as u64,
+                    Part::File { len, .. } => *len,
+                })
+                .sum(),
+        }
+    }
+}
+
+/// Whether nginx drops keep-alive after sending this status (the request may not have
+/// been read completely, or the connection is in an unknown state).
+pub fn closes_connection(status: u16) -> bool {
+    matches!(status, 400 | 408 | 413 | 414 | 431 | 500 | 501)
+}
+
+/// nginx's HTML error page.
+fn error_page_body(status: u16) -> Bytes {
+    let title = format!("{status} {}", reason(status));
+    Bytes::from(format!(
+        "<html>\r\n<head><title>{title}</title></head>\r\n<body>\r\n<center><h1>{title}</h1></center>\r\n<hr><center>{SERVER_NAME}</center>\r\n</body>\r\n</html>\r\n"
+    ))
+}
+
+/// Reason phrases as nginx writes them.
+pub fn reason(status: u16) -> &'static str {
+    match status {
+        100 => "Continue",
+        200 => "OK",
+        201 => "Created",
+        202 => "Accepted",
+        204 => "No Content",
+        206 => "Partial Content",
+        301 => "Moved Permanently",
+        302 => "Moved Temporarily",
+        303 => "See Other",
+        304 => "Not Modified",
+        307 => "Temporary Redirect",
+        308 => "Permanent Redirect",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Not Allowed",
+        406 => "Not Acceptable",
+        408 => "Request Time-out",
+        409 => "Conflict",
+        410 => "Gone",
+        411 => "Length Required",
+        412 => "Precondition Failed",
+        413 => "Request Entity Too Large",
+        414 => "Request-URI Too Large",
+        415 => "Unsupported Media Type",
+        416 => "Requested Range Not Satisfiable",
+        429 => "Too Many Requests",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        501 => "Not Implemented",
+        502 => "Bad Gateway",
+        503 => "Service Temporarily Unavailable",
+        504 => "Gateway Time-out",
+        505 => "HTTP Version Not Supported",
+        _ => "Unknown",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn head_in_nginx_order() {
+        let mut h = Head::new(200);
+        h.content_type = Some("text/css".into());
+        h.content_length = Some(12);
+        h.last_modified = Some("Tue, 14 Nov 2023 22:13:20 GMT".into());
+        let h = h.with("ETag", "\"1-c\"").with("Accept-Ranges", "bytes");
+        let mut out = BytesMut::new();
+        h.encode(b"Fri, 27 Nov 2026 02:00:00 GMT", true, &mut out);
+        assert_eq!(
+            std::str::from_utf8(&out).unwrap(),
+            "HTTP/1.1 200 OK\r\nServer: portico\r\nDate: Fri, 27 Nov 2026 02:00:00 GMT\r\n\
+             Content-Type: text/css\r\nContent-Length: 12\r\n\
+             Last-Modified: Tue, 14 Nov 2023 22:13:20 GMT\r\nConnection: keep-alive\r\n\
+             ETag: \"1-c\"\r\nAccept-Ranges: bytes\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn error_pages_as_nginx() {
+        let r = Reply::error(404);
+        let Body::Bytes(b) = &r.body else { panic!("bytes body") };
+        assert_eq!(
+            &b[..],
+            &b"<html>\r\n<head><title>404 Not Found</title></head>\r\n<body>\r\n<center><h1>404 Not Found</h1></center>\r\n<hr><center>portico</center>\r\n</body>\r\n</html>\r\n"[..]
+        );
+        assert_eq!(r.head.content_length, Some(b.len() as u64));
+        assert_eq!(r.body_len(), b.len() as u64);
+        assert!(closes_connection(400));
+        assert!(!closes_connection(404));
+    }
+}

@@ -1,0 +1,548 @@
+//! One request's life, in order: read it → pick the server → normalise the URI → pick the
+//! location (with try_files, index and error_page redirects) → serve the file or forward
+//! to uWSGI → log → hand the connection back to pingora for keep-alive.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use http::{HeaderMap, Method, Version};
+use pingora_core::apps::{HttpPersistentSettings, HttpServerApp, HttpServerOptions, ReusedHttpStream};
+use pingora_core::protocols::http::ServerSession;
+use pingora_core::server::ShutdownWatch;
+
+use crate::config::{Location, Site};
+use crate::error_pages::ErrorTarget;
+use crate::log::access::AccessFormat;
+use crate::log::error::{format_line, ErrorContext};
+use crate::log::writer::Sink;
+use crate::log::Level;
+use crate::response::{closes_connection, Reply};
+use crate::routing::locations::{Captures, LocationId};
+use crate::routing::servers::{normalize_host, ServerTable};
+use crate::static_files::serve::{serve, try_files, FileRequest, Note, Outcome};
+use crate::uri::{normalize_path, split_target};
+
+use super::request::{RequestInfo, ResponseInfo, Vars};
+use super::wire::{send_raw_error, send_reply};
+
+/// nginx stops after this many internal redirects (index, try_files, error_page).
+const MAX_INTERNAL_REDIRECTS: usize = 10;
+
+/// A site with its open log sinks.
+pub struct SiteRuntime {
+    pub site: Site,
+    pub access: Option<(Sink, AccessFormat)>,
+    pub error_log: Sink,
+    pub error_level: Level,
+}
+
+/// The pingora application: every connection's requests go through here.
+pub struct App {
+    sites: Vec<SiteRuntime>,
+    servers: ServerTable,
+    next_connection: AtomicU64,
+    options: HttpServerOptions,
+}
+
+/// Per-connection state carried across keep-alive requests.
+struct ConnectionState {
+    id: u64,
+    requests: u64,
+}
+
+/// What routing decided.
+enum Action {
+    Reply(Reply),
+    /// Forward to the location's uWSGI.
+    Forward(LocationId),
+}
+
+impl App {
+    pub fn new(sites: Vec<SiteRuntime>, servers: ServerTable) -> App {
+        App {
+            sites,
+            servers,
+            next_connection: AtomicU64::new(1),
+            options: HttpServerOptions::default(),
+        }
+    }
+}
+
+#[async_trait]
+impl HttpServerApp for App {
+    async fn process_new_http(
+        self: &Arc<Self>,
+        mut session: ServerSession,
+        shutdown: &ShutdownWatch,
+    ) -> Option<ReusedHttpStream> {
+        let mut conn = session
+            .take_connection_user_context()
+            .and_then(|c| c.downcast::<ConnectionState>().ok())
+            .map(|b| *b)
+            .unwrap_or_else(|| ConnectionState {
+                id: self.next_connection.fetch_add(1, Ordering::Relaxed),
+                requests: 0,
+            });
+        let local = session.server_addr().and_then(|a| a.as_inet()).copied();
+        let remote = session.client_addr().and_then(|a| a.as_inet()).copied();
+        let first_site = &self.sites[local.map_or(0, |l| self.servers.default_for(l))];
+        let settings = &first_site.site.connection;
+        if conn.requests == 0 {
+            // pingora waits 60 s for the first request; nginx's client_header_timeout applies
+            session.set_keepalive(Some(secs(settings.client_header_timeout)));
+        }
+        session.set_read_timeout(Some(settings.client_header_timeout));
+        session.set_write_timeout(Some(settings.send_timeout));
+        session.set_pipelining_enabled(true);
+
+        match session.read_request().await {
+            Ok(true) => {}
+            Ok(false) => return None,
+            Err(e) => {
+                if matches!(e.etype(), pingora_core::ErrorType::InvalidHTTPHeader) {
+                    let date = pingora_core::protocols::http::date::get_cached_date();
+                    send_raw_error(&session, 400, settings.send_timeout, date.as_bytes()).await;
+                    self.log_error(
+                        first_site,
+                        Level::Info,
+                        &format!("client sent invalid request: {}", e.context.as_ref().map_or(String::new(), |c| c.as_str().to_string())),
+                        &ErrorContext {
+                            connection: Some(conn.id),
+                            client: remote.map(|r| r.ip().to_string()).as_deref(),
+                            ..ErrorContext::default()
+                        },
+                    );
+                }
+                return None;
+            }
+        }
+        conn.requests += 1;
+
+        let reusable = self.serve_request(&mut session, &conn, local, remote, shutdown).await;
+        if !reusable {
+            return None;
+        }
+        let mut persist = HttpPersistentSettings::for_session(&session);
+        persist.set_user_context(Box::new(conn));
+        match session.finish().await {
+            Ok(Some(stream)) => Some(ReusedHttpStream::from_reusable_stream(stream, persist)),
+            _ => None,
+        }
+    }
+
+    fn server_options(&self) -> Option<&HttpServerOptions> {
+        Some(&self.options)
+    }
+}
+
+fn secs(d: Duration) -> u64 {
+    d.as_secs().max(1)
+}
+
+impl App {
+    /// Serves one parsed request; false when the connection must not be reused.
+    async fn serve_request(
+        &self,
+        session: &mut ServerSession,
+        conn: &ConnectionState,
+        local: Option<SocketAddr>,
+        remote: Option<SocketAddr>,
+        shutdown: &ShutdownWatch,
+    ) -> bool {
+        let started = Instant::now();
+        let header = session.req_header();
+        let method = header.method.clone();
+        let version = header.version;
+        let raw_target = header.raw_path().to_vec();
+        let host_raw = header
+            .uri
+            .authority()
+            .map(|a| a.as_str().as_bytes().to_vec())
+            .or_else(|| header.headers.get(http::header::HOST).map(|h| h.as_bytes().to_vec()));
+        let host = host_raw.as_deref().map(normalize_host);
+
+        let site_id = match (&host, local) {
+            (Some(Ok(h)), Some(l)) => self.servers.pick(l, Some(h)),
+            (_, Some(l)) => self.servers.default_for(l),
+            _ => 0,
+        };
+        let rt = &self.sites[site_id];
+        let site = &rt.site;
+        let settings = &site.connection;
+
+        let keepalive_asked = session.get_keepalive().is_some();
+        let keepalive_allowed = keepalive_asked
+            && !*shutdown.borrow()
+            && conn.requests < u64::from(settings.keepalive_requests);
+        // pingora leaves the idle timeout infinite after a request; never re-enable it for
+        // HTTP/1.0 or `Connection: close` requests
+        session.set_keepalive(keepalive_allowed.then(|| secs(settings.keepalive_timeout)));
+        session.set_read_timeout(Some(settings.client_body_timeout));
+        session.set_write_timeout(Some(settings.send_timeout));
+
+        let mut info = RequestInfo {
+            connection: conn.id,
+            connection_requests: conn.requests,
+            started,
+            method: method.clone(),
+            version,
+            raw_target,
+            query: None,
+            uri: Vec::new(),
+            host: String::new(),
+            remote,
+            local,
+            captures: Captures::default(),
+            document_root: Vec::new(),
+        };
+        let mut notes: Vec<Note> = Vec::new();
+
+        let action = match self.check_request(session, site, &mut info, host, &mut notes) {
+            Err(status) => Action::Reply(Reply::error(status)),
+            Ok(()) => self.route(site, &mut info, &session.req_header().headers, &mut notes),
+        };
+
+        let reply = match action {
+            Action::Reply(r) => r,
+            Action::Forward(location) => {
+                let loc: &Location = &site.locations[location];
+                let pass = loc.uwsgi.as_ref().map_or("", |u| u.pass.as_str());
+                notes.push((
+                    Level::Error,
+                    format!("uwsgi forwarding to \"{pass}\" is not available in this build of Portico"),
+                ));
+                Reply::error(502)
+            }
+        };
+        self.respond(session, rt, &info, reply, notes, method == Method::HEAD).await
+    }
+
+    /// Host and URI checks: 400 for what nginx refuses before routing, 413 for a body
+    /// over `client_max_body_size`.
+    fn check_request(
+        &self,
+        session: &ServerSession,
+        site: &Site,
+        info: &mut RequestInfo,
+        host: Option<Result<String, crate::routing::servers::InvalidHost>>,
+        notes: &mut Vec<Note>,
+    ) -> Result<(), u16> {
+        match host {
+            Some(Ok(h)) => info.host = h,
+            Some(Err(e)) => {
+                notes.push((Level::Info, e.to_string()));
+                return Err(400);
+            }
+            None if info.version == Version::HTTP_11 => {
+                notes.push((Level::Info, "client sent HTTP/1.1 request without \"Host\" header".into()));
+                return Err(400);
+            }
+            None => info.host = site.name.clone(),
+        }
+        let target = split_target(&info.raw_target).map_err(|e| {
+            notes.push((Level::Info, format!("client sent invalid request: {e}")));
+            400u16
+        })?;
+        info.query = target.query.map(<[u8]>::to_vec);
+        let mut uri = Vec::new();
+        normalize_path(target.raw_path, &mut uri).map_err(|e| {
+            notes.push((Level::Info, format!("client sent invalid request: {e}")));
+            400u16
+        })?;
+        info.uri = uri;
+        let max = site.connection.client_max_body_size;
+        if max > 0 {
+            let length = session
+                .req_header()
+                .headers
+                .get(http::header::CONTENT_LENGTH)
+                .and_then(|v| std::str::from_utf8(v.as_bytes()).ok())
+                .and_then(|v| v.trim().parse::<u64>().ok());
+            if let Some(len) = length.filter(|&l| l > max) {
+                notes.push((
+                    Level::Error,
+                    format!("client intended to send too large body: {len} bytes (client_max_body_size is {max})"),
+                ));
+                return Err(413);
+            }
+        }
+        Ok(())
+    }
+
+    /// Location search and the internal redirects that follow from it.
+    fn route(&self, site: &Site, info: &mut RequestInfo, headers: &HeaderMap, notes: &mut Vec<Note>) -> Action {
+        enum Next {
+            Uri,
+            Named(LocationId),
+        }
+        let mut next = Next::Uri;
+        let mut forced_status: Option<u16> = None;
+        let mut error_page_used = false;
+        for _ in 0..MAX_INTERNAL_REDIRECTS {
+            let (loc_id, captures) = match next {
+                Next::Uri => match site.index.find(&info.uri) {
+                    Some(found) => (Some(found.location), found.captures),
+                    None => (None, Captures::default()),
+                },
+                Next::Named(id) => (Some(id), Captures::default()),
+            };
+            info.captures = captures;
+            let outcome = match loc_id {
+                Some(id) => {
+                    let loc = &site.locations[id];
+                    info.document_root = loc.files.mapping.document_root().unwrap_or(b"").to_vec();
+                    match self.run_location(site, loc, info, headers, notes) {
+                        Some(o) => o,
+                        None => return Action::Forward(id),
+                    }
+                }
+                None => Outcome::Status(404),
+            };
+            match outcome {
+                Outcome::Reply(mut r) => {
+                    if let Some(s) = forced_status.filter(|_| r.head.status == 200) {
+                        r.head.status = s;
+                    }
+                    return Action::Reply(r);
+                }
+                Outcome::Redirect(uri) => {
+                    info.uri = uri;
+                    next = Next::Uri;
+                }
+                Outcome::Named(name) => match site.index.named(&name) {
+                    Some(id) => next = Next::Named(id),
+                    None => return Action::Reply(Reply::error(500)),
+                },
+                Outcome::Status(code) => {
+                    let pages = loc_id.map(|id| &site.locations[id].error_pages);
+                    let target = pages.and_then(|p| p.get(code)).filter(|_| !error_page_used);
+                    match target {
+                        Some(ErrorTarget::Uri { uri, status }) => {
+                            error_page_used = true;
+                            forced_status = Some(status.unwrap_or(code));
+                            if info.method != Method::HEAD {
+                                info.method = Method::GET;
+                            }
+                            info.uri = uri.clone();
+                            next = Next::Uri;
+                        }
+                        Some(ErrorTarget::Named { name, status }) => {
+                            error_page_used = true;
+                            forced_status = *status;
+                            match site.index.named(name) {
+                                Some(id) => next = Next::Named(id),
+                                None => return Action::Reply(Reply::error(code)),
+                            }
+                        }
+                        None => return Action::Reply(Reply::error(code)),
+                    }
+                }
+            }
+        }
+        notes.push((
+            Level::Error,
+            format!(
+                "rewrite or internal redirection cycle while internally redirecting to \"{}\"",
+                String::from_utf8_lossy(&info.uri)
+            ),
+        ));
+        Action::Reply(Reply::error(500))
+    }
+
+    /// A location's content step; `None` means "forward to uWSGI".
+    fn run_location(
+        &self,
+        site: &Site,
+        loc: &Location,
+        info: &mut RequestInfo,
+        headers: &HeaderMap,
+        notes: &mut Vec<Note>,
+    ) -> Option<Outcome> {
+        let redirect_base = redirect_base(info);
+        let tried = {
+            let vars = request_vars(info, headers, &site.name);
+            let req = FileRequest {
+                method: &info.method,
+                uri: &info.uri,
+                args: info.query.as_deref(),
+                headers,
+                vars: &vars,
+                redirect_base: &redirect_base,
+            };
+            try_files(&loc.files, &req)
+        };
+        match tried {
+            Ok(uri) => info.uri = uri,
+            Err(fallback) => return Some(fallback),
+        }
+        if loc.uwsgi.is_some() {
+            return None;
+        }
+        let vars = request_vars(info, headers, &site.name);
+        let req = FileRequest {
+            method: &info.method,
+            uri: &info.uri,
+            args: info.query.as_deref(),
+            headers,
+            vars: &vars,
+            redirect_base: &redirect_base,
+        };
+        Some(serve(&loc.files, &req, notes))
+    }
+
+    /// Sends the reply, writes the logs, and says whether the connection may be reused.
+    async fn respond(
+        &self,
+        session: &mut ServerSession,
+        rt: &SiteRuntime,
+        info: &RequestInfo,
+        reply: Reply,
+        notes: Vec<Note>,
+        head_only: bool,
+    ) -> bool {
+        let settings = &rt.site.connection;
+        if closes_connection(reply.head.status) {
+            session.set_keepalive(None);
+        }
+        let body_read = self.discard_body(session, settings.client_max_body_size).await;
+        let keepalive = session.as_http1().is_some_and(|h| h.will_keepalive());
+        let date = pingora_core::protocols::http::date::get_cached_date();
+        let result = send_reply(session, &reply, head_only, keepalive, settings.send_timeout, date.as_bytes()).await;
+
+        let headers = &session.req_header().headers;
+        for (level, message) in &notes {
+            self.log_request_error(rt, *level, message, info, headers);
+        }
+        let mut response = ResponseInfo {
+            status: reply.head.status,
+            content_type: reply.head.content_type.as_deref().map(str::to_string),
+            location: reply.head.location.clone(),
+            ..ResponseInfo::default()
+        };
+        let ok = match result {
+            Ok(sent) => {
+                response.head_bytes = sent.head_bytes;
+                response.body_bytes = sent.body_bytes;
+                true
+            }
+            Err(e) => {
+                self.log_request_error(rt, Level::Info, &e.to_string(), info, headers);
+                false
+            }
+        };
+        self.log_access(rt, info, headers, &response, body_read);
+        ok && keepalive
+    }
+
+    /// Reads and drops a request body nobody will use, so the connection can be reused;
+    /// gives up on keep-alive instead when that would mean reading a lot or waiting for a
+    /// client that expects `100 Continue`.
+    async fn discard_body(&self, session: &mut ServerSession, limit: u64) -> u64 {
+        if session.is_body_empty() {
+            return 0;
+        }
+        let expects_continue = session
+            .req_header()
+            .headers
+            .get(http::header::EXPECT)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+        if expects_continue {
+            session.set_keepalive(None);
+            return 0;
+        }
+        let cap = if limit == 0 { u64::MAX } else { limit };
+        let mut read = 0u64;
+        let drained = tokio::time::timeout(Duration::from_secs(5), async {
+            loop {
+                match session.read_request_body().await {
+                    Ok(Some(chunk)) => {
+                        read += chunk.len() as u64;
+                        if read > cap {
+                            return false;
+                        }
+                    }
+                    Ok(None) => return true,
+                    Err(_) => return false,
+                }
+            }
+        })
+        .await
+        .unwrap_or(false);
+        if !drained {
+            session.set_keepalive(None);
+        }
+        read
+    }
+
+    fn log_access(&self, rt: &SiteRuntime, info: &RequestInfo, headers: &HeaderMap, response: &ResponseInfo, body_read: u64) {
+        let Some((sink, format)) = &rt.access else { return };
+        let now = chrono::Local::now();
+        let vars = Vars {
+            req: info,
+            headers,
+            server_name: &rt.site.name,
+            response: Some(response),
+            now: Some(&now),
+            request_length: request_head_length(info, headers) + body_read,
+        };
+        sink.write(format.line(&vars));
+    }
+
+    fn log_request_error(&self, rt: &SiteRuntime, level: Level, message: &str, info: &RequestInfo, headers: &HeaderMap) {
+        if level > rt.error_level {
+            return;
+        }
+        let client = info.remote.map(|r| r.ip().to_string());
+        let request_line = info.request_line();
+        let host = headers.get(http::header::HOST).map(|h| String::from_utf8_lossy(h.as_bytes()).into_owned());
+        let referrer = headers.get(http::header::REFERER).map(|h| String::from_utf8_lossy(h.as_bytes()).into_owned());
+        let ctx = ErrorContext {
+            connection: Some(info.connection),
+            client: client.as_deref(),
+            server: Some(&rt.site.name),
+            request_line: Some(&request_line),
+            upstream: None,
+            host: host.as_deref(),
+            referrer: referrer.as_deref(),
+        };
+        self.log_error(rt, level, message, &ctx);
+    }
+
+    fn log_error(&self, rt: &SiteRuntime, level: Level, message: &str, ctx: &ErrorContext) {
+        if level > rt.error_level {
+            return;
+        }
+        let now = chrono::Local::now().format("%Y/%m/%d %H:%M:%S").to_string();
+        let tid = nix::unistd::gettid().as_raw();
+        rt.error_log.write(format_line(&now, level, std::process::id(), i64::from(tid), message, ctx));
+    }
+}
+
+fn request_vars<'a>(info: &'a RequestInfo, headers: &'a HeaderMap, server_name: &'a str) -> Vars<'a> {
+    Vars {
+        req: info,
+        headers,
+        server_name,
+        response: None,
+        now: None,
+        request_length: 0,
+    }
+}
+
+/// `http://host[:port]` for absolute redirects, as nginx builds them (`port_in_redirect`).
+fn redirect_base(info: &RequestInfo) -> String {
+    match info.local.map(|l| l.port()) {
+        Some(80) | None => format!("http://{}", info.host),
+        Some(p) => format!("http://{}:{p}", info.host),
+    }
+}
+
+/// An estimate of the request head's size on the wire, for `$request_length`.
+fn request_head_length(info: &RequestInfo, headers: &HeaderMap) -> u64 {
+    let line = info.method.as_str().len() + info.raw_target.len() + 12;
+    let fields: usize = headers.iter().map(|(k, v)| k.as_str().len() + v.len() + 4).sum();
+    (line + fields + 2) as u64
+}

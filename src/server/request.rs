@@ -1,0 +1,233 @@
+//! What Portico knows about one request while it serves it, and how that becomes nginx
+//! variables for paths, params and log lines.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use http::{HeaderMap, Method, Version};
+
+use crate::routing::locations::Captures;
+use crate::variables::{Var, VarSource};
+
+/// The request as Portico sees it after parsing (copied out of pingora's session so the
+/// session stays free for writing).
+#[derive(Debug)]
+pub struct RequestInfo {
+    /// Serial number of the connection (`*N` in error logs, `$connection`).
+    pub connection: u64,
+    /// How many requests this connection has carried, this one included.
+    pub connection_requests: u64,
+    pub started: Instant,
+    pub method: Method,
+    pub version: Version,
+    /// The request target as sent (`$request_uri`).
+    pub raw_target: Vec<u8>,
+    /// Raw query after the first `?` (`$args`).
+    pub query: Option<Vec<u8>>,
+    /// The current normalised URI (`$uri`); internal redirects change it.
+    pub uri: Vec<u8>,
+    /// `$host`: the normalised host, or the server's name when the request had none.
+    pub host: String,
+    pub remote: Option<SocketAddr>,
+    pub local: Option<SocketAddr>,
+    /// Captures from the regex location currently serving the request.
+    pub captures: Captures,
+    /// `$document_root` of the location serving the request.
+    pub document_root: Vec<u8>,
+}
+
+impl RequestInfo {
+    /// `$request`: the request line as nginx logs it.
+    pub fn request_line(&self) -> String {
+        format!(
+            "{} {} {}",
+            self.method,
+            String::from_utf8_lossy(&self.raw_target),
+            version_str(self.version)
+        )
+    }
+}
+
+pub fn version_str(v: Version) -> &'static str {
+    match v {
+        Version::HTTP_09 => "HTTP/0.9",
+        Version::HTTP_10 => "HTTP/1.0",
+        Version::HTTP_2 => "HTTP/2.0",
+        Version::HTTP_3 => "HTTP/3.0",
+        _ => "HTTP/1.1",
+    }
+}
+
+/// What was answered, for the log.
+#[derive(Clone, Debug, Default)]
+pub struct ResponseInfo {
+    pub status: u16,
+    pub head_bytes: u64,
+    pub body_bytes: u64,
+    pub upstream_addr: Option<String>,
+    pub upstream_status: Option<u16>,
+    pub upstream_time: Option<Duration>,
+    /// Response headers worth `$sent_http_NAME`: content type and location.
+    pub content_type: Option<String>,
+    pub location: Option<String>,
+}
+
+/// The request's variables, and once known, the response's.
+pub struct Vars<'a> {
+    pub req: &'a RequestInfo,
+    pub headers: &'a HeaderMap,
+    pub server_name: &'a str,
+    pub response: Option<&'a ResponseInfo>,
+    /// Local time for `$time_local` / `$time_iso8601`, taken once per log line.
+    pub now: Option<&'a chrono::DateTime<chrono::Local>>,
+    /// Length of the request head plus body read (`$request_length`).
+    pub request_length: u64,
+}
+
+impl VarSource for Vars<'_> {
+    fn write_var(&self, var: &Var, out: &mut Vec<u8>) -> bool {
+        use std::io::Write;
+        let req = self.req;
+        match var {
+            Var::Request => out.extend_from_slice(req.request_line().as_bytes()),
+            Var::RequestMethod => out.extend_from_slice(req.method.as_str().as_bytes()),
+            Var::RequestUri => out.extend_from_slice(&req.raw_target),
+            Var::Uri => out.extend_from_slice(&req.uri),
+            Var::Args => match &req.query {
+                Some(q) => out.extend_from_slice(q),
+                None => return false,
+            },
+            Var::IsArgs => {
+                if req.query.is_some() {
+                    out.push(b'?');
+                }
+            }
+            Var::ServerProtocol => out.extend_from_slice(version_str(req.version).as_bytes()),
+            Var::Scheme => out.extend_from_slice(b"http"),
+            Var::Host => out.extend_from_slice(req.host.as_bytes()),
+            Var::RemoteAddr => match req.remote {
+                Some(a) => {
+                    let _ = write!(out, "{}", a.ip());
+                }
+                None => return false,
+            },
+            Var::RemotePort => match req.remote {
+                Some(a) => {
+                    let _ = write!(out, "{}", a.port());
+                }
+                None => return false,
+            },
+            Var::RemoteUser => return false,
+            Var::ServerAddr => match req.local {
+                Some(a) => {
+                    let _ = write!(out, "{}", a.ip());
+                }
+                None => return false,
+            },
+            Var::ServerPort => match req.local {
+                Some(a) => {
+                    let _ = write!(out, "{}", a.port());
+                }
+                None => return false,
+            },
+            Var::ServerName => out.extend_from_slice(self.server_name.as_bytes()),
+            Var::DocumentRoot => out.extend_from_slice(&req.document_root),
+            Var::Connection => {
+                let _ = write!(out, "{}", req.connection);
+            }
+            Var::ConnectionRequests => {
+                let _ = write!(out, "{}", req.connection_requests);
+            }
+            Var::ContentType => return header(self.headers, "content-type", out),
+            Var::ContentLength => return header(self.headers, "content-length", out),
+            Var::Http(name) => return header(self.headers, name, out),
+            Var::Capture(n) => out.extend_from_slice(req.captures.get(*n)),
+            Var::NamedCapture(name) => match req.captures.named(name) {
+                Some(v) => out.extend_from_slice(v),
+                None => return false,
+            },
+            Var::Pid => {
+                let _ = write!(out, "{}", std::process::id());
+            }
+            Var::RequestLength => {
+                let _ = write!(out, "{}", self.request_length);
+            }
+            Var::TimeLocal | Var::TimeIso8601 | Var::Msec => {
+                let Some(now) = self.now else { return false };
+                let _ = match var {
+                    Var::TimeLocal => write!(out, "{}", now.format("%d/%b/%Y:%H:%M:%S %z")),
+                    Var::TimeIso8601 => write!(out, "{}", now.format("%Y-%m-%dT%H:%M:%S%:z")),
+                    _ => write!(out, "{}.{:03}", now.timestamp(), now.timestamp_subsec_millis()),
+                };
+            }
+            Var::RequestTime => {
+                let t = req.started.elapsed();
+                let _ = write!(out, "{}.{:03}", t.as_secs(), t.subsec_millis());
+            }
+            Var::Status
+            | Var::BodyBytesSent
+            | Var::BytesSent
+            | Var::UpstreamAddr
+            | Var::UpstreamStatus
+            | Var::UpstreamResponseTime
+            | Var::SentHttp(_) => {
+                let Some(r) = self.response else { return false };
+                match var {
+                    Var::Status => {
+                        let _ = write!(out, "{}", r.status);
+                    }
+                    Var::BodyBytesSent => {
+                        let _ = write!(out, "{}", r.body_bytes);
+                    }
+                    Var::BytesSent => {
+                        let _ = write!(out, "{}", r.head_bytes + r.body_bytes);
+                    }
+                    Var::UpstreamAddr => match &r.upstream_addr {
+                        Some(a) => out.extend_from_slice(a.as_bytes()),
+                        None => return false,
+                    },
+                    Var::UpstreamStatus => match r.upstream_status {
+                        Some(s) => {
+                            let _ = write!(out, "{s}");
+                        }
+                        None => return false,
+                    },
+                    Var::UpstreamResponseTime => match r.upstream_time {
+                        Some(t) => {
+                            let _ = write!(out, "{}.{:03}", t.as_secs(), t.subsec_millis());
+                        }
+                        None => return false,
+                    },
+                    Var::SentHttp(name) => {
+                        let v = match name.as_str() {
+                            "content-type" => r.content_type.as_deref(),
+                            "location" => r.location.as_deref(),
+                            _ => None,
+                        };
+                        match v {
+                            Some(v) => out.extend_from_slice(v.as_bytes()),
+                            None => return false,
+                        }
+                    }
+                    _ => return false,
+                }
+            }
+        }
+        true
+    }
+}
+
+/// Appends a request header's value(s); repeated headers joined as nginx joins them.
+fn header(headers: &HeaderMap, name: &str, out: &mut Vec<u8>) -> bool {
+    let mut values = headers.get_all(name).iter();
+    let Some(first) = values.next() else {
+        return false;
+    };
+    out.extend_from_slice(first.as_bytes());
+    let sep: &[u8] = if name.eq_ignore_ascii_case("cookie") { b"; " } else { b", " };
+    for v in values {
+        out.extend_from_slice(sep);
+        out.extend_from_slice(v.as_bytes());
+    }
+    true
+}

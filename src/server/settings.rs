@@ -1,0 +1,90 @@
+//! The server shell's own keys: process-wide `worker_threads` and `shutdown_timeout`, and
+//! per-server connection limits and timeouts with nginx's defaults.
+
+use std::time::Duration;
+
+use crate::config::diag::Diagnostics;
+use crate::config::section::{self, Section, Size};
+
+/// Process-wide settings (top level of the file).
+#[derive(Clone, Debug)]
+pub struct Global {
+    /// Worker threads serving connections (nginx: `worker_processes`).
+    pub worker_threads: usize,
+    /// How long in-flight requests get to finish after SIGTERM/SIGQUIT.
+    pub shutdown_timeout: Duration,
+}
+
+impl Global {
+    pub fn parse(s: &mut Section, diags: &mut Diagnostics) -> Global {
+        let worker_threads = match s.get::<usize>("worker_threads", "worker_threads = 2", diags) {
+            Some(n) if *n.get_ref() == 0 => {
+                diags.error(n.span(), "worker_threads must be at least 1", Some("write worker_threads = 1, or leave it out to use one per CPU".into()));
+                1
+            }
+            Some(n) => n.into_inner(),
+            None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        };
+        Global {
+            worker_threads,
+            shutdown_timeout: duration(s, "shutdown_timeout", "shutdown_timeout = \"10s\"", Duration::from_secs(10), diags),
+        }
+    }
+}
+
+/// Per-server connection handling.
+#[derive(Clone, Debug)]
+pub struct ConnectionSettings {
+    /// Idle time allowed between requests on a keep-alive connection (nginx: 75 s).
+    pub keepalive_timeout: Duration,
+    /// Requests served on one connection before it is closed (nginx: 1000).
+    pub keepalive_requests: u32,
+    /// Longest wait for the client to accept more response bytes (nginx: 60 s).
+    pub send_timeout: Duration,
+    /// Longest wait for each read of the request header (nginx: 60 s).
+    pub client_header_timeout: Duration,
+    /// Longest wait for each read of the request body (nginx: 60 s).
+    pub client_body_timeout: Duration,
+    /// Largest request body accepted; larger gets 413 before it is read (nginx: 1m).
+    pub client_max_body_size: u64,
+}
+
+impl ConnectionSettings {
+    pub fn defaults() -> ConnectionSettings {
+        ConnectionSettings {
+            keepalive_timeout: Duration::from_secs(75),
+            keepalive_requests: 1000,
+            send_timeout: Duration::from_secs(60),
+            client_header_timeout: Duration::from_secs(60),
+            client_body_timeout: Duration::from_secs(60),
+            client_max_body_size: 1 << 20,
+        }
+    }
+
+    /// Reads a section's keys on top of `base` (the top level's, or the defaults).
+    pub fn parse(s: &mut Section, base: &ConnectionSettings, diags: &mut Diagnostics) -> ConnectionSettings {
+        ConnectionSettings {
+            keepalive_timeout: duration(s, "keepalive_timeout", "keepalive_timeout = \"75s\"", base.keepalive_timeout, diags),
+            keepalive_requests: s
+                .get("keepalive_requests", "keepalive_requests = 1000", diags)
+                .map_or(base.keepalive_requests, |v| v.into_inner()),
+            send_timeout: duration(s, "send_timeout", "send_timeout = \"60s\"", base.send_timeout, diags),
+            client_header_timeout: duration(s, "client_header_timeout", "client_header_timeout = \"60s\"", base.client_header_timeout, diags),
+            client_body_timeout: duration(s, "client_body_timeout", "client_body_timeout = \"60s\"", base.client_body_timeout, diags),
+            client_max_body_size: s
+                .get::<Size>("client_max_body_size", "client_max_body_size = \"1m\"   # 0 for no limit", diags)
+                .map_or(base.client_max_body_size, |v| v.into_inner().0),
+        }
+    }
+}
+
+fn duration(s: &mut Section, key: &'static str, example: &str, default: Duration, diags: &mut Diagnostics) -> Duration {
+    match s.get::<section::Duration>(key, example, diags) {
+        Some(d) if d.get_ref().0.is_zero() => {
+            diags.error(d.span(), format!("`{key}` cannot be zero"), Some(format!("write it like: {example}")));
+            default
+        }
+        Some(d) => d.into_inner().0,
+        None => default,
+    }
+}

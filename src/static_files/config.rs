@@ -1,0 +1,247 @@
+//! The static-file keys of the configuration: `root`, `alias`, `try_files`, `index`,
+//! `symlinks`, `hidden_files`, `log_not_found`. `root`, `index` and the policies may be
+//! set on the server and are inherited by its locations, as in nginx.
+
+use crate::config::diag::Diagnostics;
+use crate::config::section::Section;
+use crate::routing::locations::Matcher;
+use crate::variables::{Scope, Template};
+
+use super::open::SymlinkPolicy;
+use super::resolve::Mapping;
+
+/// Whether dot-files may be served (`hidden_files` key).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HiddenFiles {
+    /// `/.git/config`, `/.env`... answer 404 (the default); `/.well-known/` is exempt.
+    Deny,
+    Allow,
+}
+
+/// Server-level file settings that locations inherit.
+#[derive(Clone, Debug)]
+pub struct FileDefaults {
+    root: Option<Vec<u8>>,
+    index: Vec<Vec<u8>>,
+    symlinks: SymlinkPolicy,
+    hidden_files: HiddenFiles,
+    log_not_found: bool,
+}
+
+impl FileDefaults {
+    /// Reads the inheritable keys of a `[[server]]` block.
+    pub fn parse(s: &mut Section, diags: &mut Diagnostics) -> FileDefaults {
+        let base = FileDefaults {
+            root: None,
+            index: vec![b"index.html".to_vec()],
+            symlinks: SymlinkPolicy::Inside,
+            hidden_files: HiddenFiles::Deny,
+            log_not_found: true,
+        };
+        read_inheritable(s, &base, diags)
+    }
+}
+
+fn read_inheritable(s: &mut Section, base: &FileDefaults, diags: &mut Diagnostics) -> FileDefaults {
+    let root = s
+        .get::<String>("root", "root = \"/srv/www/html\"", diags)
+        .map(|r| diags.absolute(r.get_ref()).into_bytes())
+        .or_else(|| base.root.clone());
+    let index = match s.get::<Vec<String>>("index", "index = [\"index.html\"]", diags) {
+        Some(v) => {
+            for name in v.get_ref() {
+                if name.is_empty() || name.contains('/') {
+                    diags.error(
+                        v.span(),
+                        format!("index `{name}` is not a file name"),
+                        Some("list file names to look for in a directory, such as \"index.html\"".into()),
+                    );
+                }
+            }
+            v.into_inner().into_iter().map(String::into_bytes).collect()
+        }
+        None => base.index.clone(),
+    };
+    FileDefaults {
+        root,
+        index,
+        symlinks: s
+            .get("symlinks", "symlinks = \"inside\"   # or \"follow\", \"deny\"", diags)
+            .map_or(base.symlinks, |v| v.into_inner()),
+        hidden_files: s
+            .get("hidden_files", "hidden_files = \"deny\"   # or \"allow\"", diags)
+            .map_or(base.hidden_files, |v| v.into_inner()),
+        log_not_found: s
+            .get("log_not_found", "log_not_found = false", diags)
+            .map_or(base.log_not_found, |v| v.into_inner()),
+    }
+}
+
+/// The last `try_files` entry: where to go when no earlier entry exists.
+#[derive(Clone, Debug)]
+pub enum Fallback {
+    /// `@name`: a named location.
+    Named(String),
+    /// `=404`: answer with this status.
+    Status(u16),
+    /// `/path?$args`: an internal redirect.
+    Uri(Template),
+}
+
+/// `try_files`: paths to test in order, then the fallback.
+#[derive(Clone, Debug)]
+pub struct TryFiles {
+    pub checks: Vec<Template>,
+    pub fallback: Fallback,
+}
+
+/// The file-serving settings of one location, inheritance applied.
+#[derive(Clone, Debug)]
+pub struct FilesConfig {
+    pub mapping: Mapping,
+    pub try_files: Option<TryFiles>,
+    pub index: Vec<Vec<u8>>,
+    pub symlinks: SymlinkPolicy,
+    pub hidden_files: HiddenFiles,
+    pub log_not_found: bool,
+    /// The `@name` of the try_files fallback and where it is written, for validation.
+    pub named_fallback: Option<(String, std::ops::Range<usize>)>,
+}
+
+impl FilesConfig {
+    /// Reads a location's file keys on top of its server's `defaults`.
+    pub fn parse(
+        s: &mut Section,
+        defaults: &FileDefaults,
+        matcher: Option<&Matcher>,
+        diags: &mut Diagnostics,
+    ) -> FilesConfig {
+        let inherited = read_inheritable(s, defaults, diags);
+        let named_groups: Vec<&str> = matcher
+            .and_then(Matcher::regex_ref)
+            .map(|r| r.capture_names().flatten().collect())
+            .unwrap_or_default();
+        let scope = Scope::Request {
+            named_groups: &named_groups,
+        };
+        let is_regex = matcher.and_then(Matcher::regex_ref).is_some();
+
+        let alias = s
+            .get::<String>("alias", "alias = \"/srv/www/flaskbb/flaskbb/static/\"", diags)
+            .and_then(|a| {
+                if let Some(root_span) = s.key_span("root") {
+                    diags.error(
+                        root_span,
+                        "`alias` and `root` in one location",
+                        Some("keep one: `alias` replaces the location's prefix, `root` is prepended to the whole URI".into()),
+                    );
+                }
+                if a.get_ref().starts_with('$') {
+                    diags.error(
+                        a.span(),
+                        format!("alias `{}` starts with a variable", a.get_ref()),
+                        Some("start with the fixed directory the files are in, such as \"/srv/themes/$1/static/$2\"".into()),
+                    );
+                    return None;
+                }
+                match Template::parse(&diags.absolute(a.get_ref()), scope) {
+                    Ok(t) if t.uses_captures() && !is_regex => {
+                        diags.error(
+                            a.span(),
+                            "alias uses $1..$9 but this location is not a regex location",
+                            Some("captures come from `match = \"~ ^/prefix/(.*)$\"`".into()),
+                        );
+                        None
+                    }
+                    Ok(t) => Some(t),
+                    Err(e) => {
+                        diags.error(a.span(), e.message, Some(e.hint));
+                        None
+                    }
+                }
+            });
+
+        let prefix = match matcher {
+            Some(Matcher::Prefix { path, .. }) => Some(path.as_slice()),
+            _ => None,
+        };
+        let root = if alias.is_some() { None } else { inherited.root.as_deref() };
+        let mapping = Mapping::new(root, alias.as_ref(), prefix);
+
+        let mut named_fallback = None;
+        let try_files = s
+            .get::<Vec<String>>("try_files", "try_files = [\"$uri\", \"@flaskbb\"]", diags)
+            .and_then(|tf| {
+                let span = tf.span();
+                let entries = tf.into_inner();
+                let Some((last, checks)) = entries.split_last().filter(|(_, c)| !c.is_empty()) else {
+                    diags.error(
+                        span,
+                        "try_files needs at least one path to try and a fallback",
+                        Some("write it like: try_files = [\"$uri\", \"$uri/\", \"@app\"]".into()),
+                    );
+                    return None;
+                };
+                let mut templates = Vec::new();
+                for c in checks {
+                    match Template::parse(c, scope) {
+                        Ok(t) => templates.push(t),
+                        Err(e) => diags.error(span.clone(), e.message, Some(e.hint)),
+                    }
+                }
+                let fallback = if let Some(name) = last.strip_prefix('@') {
+                    named_fallback = Some((name.to_string(), span.clone()));
+                    Fallback::Named(name.to_string())
+                } else if let Some(code) = last.strip_prefix('=') {
+                    match code.parse::<u16>() {
+                        Ok(c) if (100..=599).contains(&c) => Fallback::Status(c),
+                        _ => {
+                            diags.error(
+                                span.clone(),
+                                format!("`{last}` is not a status code"),
+                                Some("write a final \"=404\" (any code from 100 to 599)".into()),
+                            );
+                            return None;
+                        }
+                    }
+                } else if last.starts_with('/') {
+                    match Template::parse(last, scope) {
+                        Ok(t) => Fallback::Uri(t),
+                        Err(e) => {
+                            diags.error(span.clone(), e.message, Some(e.hint));
+                            return None;
+                        }
+                    }
+                } else {
+                    diags.error(
+                        span.clone(),
+                        format!("the last try_files entry `{last}` is not a fallback"),
+                        Some("end with a named location \"@name\", a status \"=404\" or a URI \"/index.html\"".into()),
+                    );
+                    return None;
+                };
+                if matches!(mapping, Mapping::Unmapped) {
+                    diags.warning(
+                        span.clone(),
+                        "no `root` is set, so try_files never finds a file here and always uses its fallback (nginx would silently look in its compiled-in html directory)",
+                        Some("set `root = \"/srv/www/html\"` on the server or this location if files should be tried".into()),
+                    );
+                }
+                Some(TryFiles {
+                    checks: templates,
+                    fallback,
+                })
+            });
+
+        FilesConfig {
+            mapping,
+            try_files,
+            index: inherited.index,
+            symlinks: inherited.symlinks,
+            hidden_files: inherited.hidden_files,
+            log_not_found: inherited.log_not_found,
+            named_fallback,
+        }
+    }
+}

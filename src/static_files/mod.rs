@@ -1,0 +1,12 @@
+//! Serving files from disk as nginx's static, index and try_files modules do, but never
+//! from outside the configured directory.
+//!
+//! `config` reads the keys, `resolve` maps URIs to paths (pure), `headers` decides types,
+//! validators, conditionals and ranges (pure), `open` opens beneath the base with
+//! `openat2`, and `serve` puts these together into a reply for the server to send.
+
+pub mod config;
+pub mod headers;
+pub mod open;
+pub mod resolve;
+pub mod serve;

@@ -1,0 +1,194 @@
+//! Opening a mapped file beneath its base directory with `openat2(2)`: the kernel, not a
+//! string check, guarantees that the request part of the path (and any symlink in it)
+//! stays inside the base, according to the location's `symlinks` policy.
+
+use std::fs::File;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::MetadataExt;
+
+use nix::errno::Errno;
+use nix::fcntl::{openat2, OFlag, OpenHow, ResolveFlag};
+use nix::sys::stat::Mode;
+
+use super::headers::FileFacts;
+use super::resolve::MappedPath;
+
+/// Which symlinks in the request part of a path may be followed (`symlinks` key).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SymlinkPolicy {
+    /// Only those whose target stays inside the base directory (the default).
+    Inside,
+    /// All of them, wherever they lead (nginx's default `disable_symlinks off`).
+    Follow,
+    /// None: a symlink anywhere in the request part is refused (403).
+    Deny,
+}
+
+/// A file or directory that was opened.
+pub enum Opened {
+    File { file: File, facts: FileFacts },
+    Directory,
+}
+
+/// Why a mapped path could not be served, with what the error log says about it.
+#[derive(Debug)]
+pub struct OpenFailure {
+    pub kind: FailureKind,
+    /// The message for the error log, in nginx's words: `open() "/x" failed (2: ...)`.
+    pub log_message: String,
+}
+
+/// How an open failure is answered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FailureKind {
+    /// 404: nothing there (or a path that only exists outside the base).
+    NotFound,
+    /// 403: there, but not for us (permissions, or a symlink the policy refuses).
+    Forbidden,
+    /// 404 logged at `crit`, as nginx: a FIFO, socket or device where a file was expected.
+    NotRegular,
+    /// 500: anything else the kernel said.
+    Internal,
+}
+
+fn resolve_flags(policy: SymlinkPolicy) -> ResolveFlag {
+    match policy {
+        SymlinkPolicy::Inside => ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_MAGICLINKS,
+        SymlinkPolicy::Deny => ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_SYMLINKS,
+        // `rel` was already refused if it has `..` segments; symlinks may go anywhere
+        SymlinkPolicy::Follow => ResolveFlag::empty(),
+    }
+}
+
+fn open_base(base: &[u8], flags: OFlag) -> nix::Result<OwnedFd> {
+    let path = if base.is_empty() { &b"/"[..] } else { base };
+    nix::fcntl::open(path, flags | OFlag::O_CLOEXEC, Mode::empty())
+}
+
+/// Opens `path` for reading. Directories are reported, not opened; non-regular files fail.
+pub fn open_file(path: &MappedPath, policy: SymlinkPolicy) -> Result<Opened, OpenFailure> {
+    // O_NONBLOCK: opening a FIFO must not hang the worker
+    let flags = OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC;
+    let fd = if path.rel.is_empty() {
+        open_base(&path.base, flags).map_err(|e| failure(path, e, policy))?
+    } else {
+        let dir = open_base(&path.base, OFlag::O_PATH | OFlag::O_DIRECTORY)
+            .map_err(|e| failure(path, e, policy))?;
+        let how = OpenHow::new().flags(flags).resolve(resolve_flags(policy));
+        openat2(dir.as_fd(), path.beneath(), how).map_err(|e| failure(path, e, policy))?
+    };
+    let file = File::from(fd);
+    let meta = file.metadata().map_err(|e| {
+        failure_io(path, "fstat()", Errno::from_raw(e.raw_os_error().unwrap_or(0)))
+    })?;
+    if meta.is_dir() {
+        return Ok(Opened::Directory);
+    }
+    if !meta.is_file() {
+        return Err(OpenFailure {
+            kind: FailureKind::NotRegular,
+            log_message: format!("\"{}\" is not a regular file", show(&path.full())),
+        });
+    }
+    Ok(Opened::File {
+        facts: FileFacts {
+            size: meta.len(),
+            mtime: meta.mtime(),
+        },
+        file,
+    })
+}
+
+/// Whether `path` exists as a regular file (or as a directory when `dir`), for
+/// `try_files`. Follows the same policy as [`open_file`].
+pub fn exists(path: &MappedPath, dir: bool, policy: SymlinkPolicy) -> bool {
+    let flags = OFlag::O_PATH | OFlag::O_CLOEXEC;
+    let fd = if path.rel.is_empty() {
+        open_base(&path.base, flags)
+    } else {
+        open_base(&path.base, OFlag::O_PATH | OFlag::O_DIRECTORY).and_then(|d| {
+            openat2(d.as_fd(), path.beneath(), OpenHow::new().flags(flags).resolve(resolve_flags(policy)))
+        })
+    };
+    let Ok(fd) = fd else {
+        return false;
+    };
+    match nix::sys::stat::fstat(fd.as_fd()) {
+        Ok(st) => {
+            let kind = nix::sys::stat::SFlag::from_bits_truncate(st.st_mode)
+                & nix::sys::stat::SFlag::S_IFMT;
+            if dir {
+                kind == nix::sys::stat::SFlag::S_IFDIR
+            } else {
+                kind == nix::sys::stat::SFlag::S_IFREG
+            }
+        }
+        Err(_) => false,
+    }
+}
+
+/// Checks at start-up that the kernel has `openat2` (Linux 5.6+), without which no path
+/// could be opened safely.
+pub fn openat2_available() -> Result<(), String> {
+    let dir = open_base(b"/", OFlag::O_PATH | OFlag::O_DIRECTORY)
+        .map_err(|e| format!("cannot open /: {}", e.desc()))?;
+    match openat2(dir.as_fd(), ".", OpenHow::new().flags(OFlag::O_PATH | OFlag::O_CLOEXEC).resolve(ResolveFlag::RESOLVE_BENEATH)) {
+        Ok(_) => Ok(()),
+        Err(Errno::ENOSYS) => Err("this kernel has no openat2(2) (Linux 5.6 or later is needed to serve files safely)".into()),
+        Err(e) => Err(format!("openat2(2) probe failed: {}", e.desc())),
+    }
+}
+
+fn show(path: &[u8]) -> String {
+    String::from_utf8_lossy(path).into_owned()
+}
+
+fn failure(path: &MappedPath, errno: Errno, policy: SymlinkPolicy) -> OpenFailure {
+    match errno {
+        // EXDEV: resolution tried to leave the base (a `..` or a symlink pointing out)
+        Errno::EXDEV => OpenFailure {
+            kind: FailureKind::NotFound,
+            log_message: format!(
+                "open() \"{}\" refused: it resolves outside \"{}\" (symlinks = \"{}\"; set symlinks = \"follow\" on this location to allow it)",
+                show(&path.full()),
+                show(&path.base),
+                policy_name(policy)
+            ),
+        },
+        // ELOOP under "deny": a symlink was met
+        Errno::ELOOP if policy == SymlinkPolicy::Deny => OpenFailure {
+            kind: FailureKind::Forbidden,
+            log_message: format!(
+                "open() \"{}\" refused: the path contains a symlink (symlinks = \"deny\")",
+                show(&path.full())
+            ),
+        },
+        e => failure_io(path, "open()", e),
+    }
+}
+
+fn failure_io(path: &MappedPath, call: &str, errno: Errno) -> OpenFailure {
+    let kind = match errno {
+        Errno::ENOENT | Errno::ENOTDIR | Errno::ENAMETOOLONG => FailureKind::NotFound,
+        Errno::EACCES | Errno::EPERM | Errno::ELOOP => FailureKind::Forbidden,
+        _ => FailureKind::Internal,
+    };
+    OpenFailure {
+        kind,
+        log_message: format!(
+            "{call} \"{}\" failed ({}: {})",
+            show(&path.full()),
+            errno as i32,
+            errno.desc()
+        ),
+    }
+}
+
+fn policy_name(p: SymlinkPolicy) -> &'static str {
+    match p {
+        SymlinkPolicy::Inside => "inside",
+        SymlinkPolicy::Follow => "follow",
+        SymlinkPolicy::Deny => "deny",
+    }
+}

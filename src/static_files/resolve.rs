@@ -1,0 +1,309 @@
+//! Mapping a URI to a file through `root` or `alias`, so that the file can never be
+//! outside the configured directory.
+//!
+//! The result is a [`MappedPath`]: a base directory that the operator wrote, and a relative
+//! part that came from the request. The relative part may not contain `.` or `..`
+//! segments; the opener then resolves it beneath the base with `openat2(RESOLVE_BENEATH)`,
+//! so neither a crafted path nor a symlink can leave the base. This is where nginx's alias
+//! trap is closed: `location /static` + `alias /srv/static/` maps `/static../secret` to
+//! `/srv/static/` + `../secret`, which is refused here instead of served.
+//!
+//! Pure: no file is touched.
+
+use crate::routing::locations::Captures;
+use crate::variables::{Escape, Template, Var, VarSource};
+
+/// How a location maps URIs to files (from its `root` or `alias`).
+#[derive(Clone, Debug)]
+pub enum Mapping {
+    /// `root`: the file is root + URI.
+    Root(Vec<u8>),
+    /// `alias` in a prefix location: the location prefix of the URI is replaced.
+    AliasPrefix {
+        /// Length of the location prefix to cut from the URI.
+        prefix_len: usize,
+        /// The alias without its trailing slash.
+        base: Vec<u8>,
+        /// Whether the alias ended with `/` (then what follows the prefix is inside it).
+        dir: bool,
+    },
+    /// `alias` with captures in a regex location: the base is the alias up to the last `/`
+    /// before the first variable.
+    AliasTemplate { base: Vec<u8>, template: Template },
+    /// `alias` naming one file or directory outright (exact or regex location, no captures).
+    AliasFixed(Vec<u8>),
+    /// Neither `root` nor `alias`: no URI maps to a file.
+    Unmapped,
+}
+
+/// A file location: `base` (trusted, from the configuration) and `rel` (from the request:
+/// empty for the base itself, otherwise starting with `/`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MappedPath {
+    pub base: Vec<u8>,
+    pub rel: Vec<u8>,
+}
+
+impl MappedPath {
+    /// The full path, for log lines and messages.
+    pub fn full(&self) -> Vec<u8> {
+        let mut p = self.base.clone();
+        p.extend_from_slice(&self.rel);
+        p
+    }
+
+    /// The path to give `openat2` beneath the base: `rel` without its leading slashes,
+    /// `.` for the base itself.
+    pub fn beneath(&self) -> &[u8] {
+        let r = self.rel.as_slice();
+        let start = r.iter().position(|&b| b != b'/').unwrap_or(r.len());
+        if start == r.len() {
+            b"."
+        } else {
+            &r[start..]
+        }
+    }
+}
+
+/// Why a URI maps to no file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unmappable {
+    /// The location has neither `root` nor `alias`.
+    NoRoot,
+    /// The request part would climb out of the directory or name a sibling of it.
+    Outside,
+}
+
+impl Mapping {
+    /// Builds the mapping for a location: `root`, or `alias` given how the location
+    /// matches (`prefix` is the location's prefix for prefix locations).
+    pub fn new(root: Option<&[u8]>, alias: Option<&Template>, prefix: Option<&[u8]>) -> Mapping {
+        if let Some(alias) = alias {
+            if alias.has_vars() {
+                let lit = alias.literal_prefix();
+                let cut = memchr::memrchr(b'/', lit).unwrap_or(0);
+                return Mapping::AliasTemplate {
+                    base: lit[..cut].to_vec(),
+                    template: alias.clone(),
+                };
+            }
+            let mut path = Vec::new();
+            alias.render(&NoVars, Escape::None, &mut path);
+            return match prefix {
+                Some(prefix) => {
+                    let dir = path.ends_with(b"/");
+                    while path.len() > 1 && path.ends_with(b"/") {
+                        path.pop();
+                    }
+                    Mapping::AliasPrefix {
+                        prefix_len: prefix.len(),
+                        base: path,
+                        dir,
+                    }
+                }
+                None => Mapping::AliasFixed(path),
+            };
+        }
+        match root {
+            Some(root) => {
+                let mut root = root.to_vec();
+                while root.len() > 1 && root.ends_with(b"/") {
+                    root.pop();
+                }
+                Mapping::Root(root)
+            }
+            None => Mapping::Unmapped,
+        }
+    }
+
+    /// The directory `$document_root` names for this location, if any.
+    pub fn document_root(&self) -> Option<&[u8]> {
+        match self {
+            Mapping::Root(r) => Some(r),
+            Mapping::AliasPrefix { base, .. } | Mapping::AliasTemplate { base, .. } => Some(base),
+            Mapping::AliasFixed(p) => Some(p),
+            Mapping::Unmapped => None,
+        }
+    }
+
+    /// Maps a normalised `uri` (with the location's `captures`, for regex aliases).
+    pub fn map(&self, uri: &[u8], vars: &dyn VarSource) -> Result<MappedPath, Unmappable> {
+        let mapped = match self {
+            Mapping::Unmapped => return Err(Unmappable::NoRoot),
+            Mapping::Root(root) => MappedPath {
+                base: root.clone(),
+                rel: uri.to_vec(),
+            },
+            Mapping::AliasPrefix { prefix_len, base, dir } => {
+                let rest = uri.get(*prefix_len..).unwrap_or(b"");
+                let mut rel = Vec::with_capacity(rest.len() + 1);
+                if *dir && !rest.starts_with(b"/") {
+                    rel.push(b'/');
+                }
+                rel.extend_from_slice(rest);
+                if !rel.is_empty() && !rel.starts_with(b"/") {
+                    // `/robots.txtX` against `alias .../robots.txt`: a sibling, not inside
+                    return Err(Unmappable::Outside);
+                }
+                MappedPath {
+                    base: base.clone(),
+                    rel,
+                }
+            }
+            Mapping::AliasTemplate { base, template } => {
+                let mut full = Vec::new();
+                template.render(vars, Escape::None, &mut full);
+                let rel = full.split_off(base.len().min(full.len()));
+                MappedPath {
+                    base: base.clone(),
+                    rel,
+                }
+            }
+            Mapping::AliasFixed(path) => MappedPath {
+                base: path.clone(),
+                rel: Vec::new(),
+            },
+        };
+        if has_dot_segment(&mapped.rel) || mapped.rel.contains(&0) {
+            return Err(Unmappable::Outside);
+        }
+        Ok(mapped)
+    }
+}
+
+struct NoVars;
+impl VarSource for NoVars {
+    fn write_var(&self, _: &Var, _: &mut Vec<u8>) -> bool {
+        false
+    }
+}
+
+/// Captures as variables, for rendering an alias template.
+pub struct CaptureVars<'a>(pub &'a Captures);
+
+impl VarSource for CaptureVars<'_> {
+    fn write_var(&self, var: &Var, out: &mut Vec<u8>) -> bool {
+        match var {
+            Var::Capture(n) => out.extend_from_slice(self.0.get(*n)),
+            Var::NamedCapture(name) => match self.0.named(name) {
+                Some(v) => out.extend_from_slice(v),
+                None => return false,
+            },
+            _ => return false,
+        }
+        true
+    }
+}
+
+fn has_dot_segment(path: &[u8]) -> bool {
+    path.split(|&b| b == b'/').any(|s| s == b"." || s == b"..")
+}
+
+/// Whether a URI names a dot-file or dot-directory (`/.git/config`, `/a/.env`), which is
+/// not served unless `hidden_files = "allow"`. `/.well-known/` is exempt (RFC 8615).
+pub fn is_hidden(uri: &[u8]) -> bool {
+    let mut segments = uri.split(|&b| b == b'/').filter(|s| !s.is_empty()).peekable();
+    if segments.peek() == Some(&&b".well-known"[..]) {
+        segments.next();
+    }
+    segments.any(|s| s.first() == Some(&b'.'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::routing::locations::{LocationIndex, Matcher};
+    use crate::variables::Scope;
+
+    fn alias(t: &str) -> Template {
+        Template::parse(t, Scope::Request { named_groups: &[] }).unwrap()
+    }
+
+    fn map(m: &Mapping, uri: &str) -> Result<(String, String), Unmappable> {
+        m.map(uri.as_bytes(), &NoVars).map(|p| {
+            (
+                String::from_utf8(p.base).unwrap(),
+                String::from_utf8(p.rel).unwrap(),
+            )
+        })
+    }
+
+    fn ok(base: &str, rel: &str) -> Result<(String, String), Unmappable> {
+        Ok((base.to_string(), rel.to_string()))
+    }
+
+    #[test]
+    fn root_appends_the_uri() {
+        let m = Mapping::new(Some(b"/srv/www/"), None, Some(b"/"));
+        assert_eq!(map(&m, "/a/b.css"), ok("/srv/www", "/a/b.css"));
+        assert_eq!(m.document_root(), Some(&b"/srv/www"[..]));
+    }
+
+    #[test]
+    fn the_seed_alias_trap_is_closed() {
+        // location /static { alias /srv/www/flaskbb/flaskbb/static/; }
+        let m = Mapping::new(None, Some(&alias("/srv/static/")), Some(b"/static"));
+        assert_eq!(map(&m, "/static/css/a.css"), ok("/srv/static", "/css/a.css"));
+        assert_eq!(map(&m, "/static"), ok("/srv/static", "/"));
+        // nginx serves /srv/static/../secret for this one
+        assert_eq!(map(&m, "/static../secret"), Err(Unmappable::Outside));
+        // nginx's literal replacement, still inside the directory
+        assert_eq!(map(&m, "/staticfoo"), ok("/srv/static", "/foo"));
+    }
+
+    #[test]
+    fn alias_naming_a_file() {
+        // location /robots.txt { alias /srv/static/robots.txt; }
+        let m = Mapping::new(None, Some(&alias("/srv/static/robots.txt")), Some(b"/robots.txt"));
+        assert_eq!(map(&m, "/robots.txt"), ok("/srv/static/robots.txt", ""));
+        assert_eq!(map(&m, "/robots.txtx"), Err(Unmappable::Outside));
+        assert_eq!(map(&m, "/robots.txt/x"), ok("/srv/static/robots.txt", "/x"));
+    }
+
+    #[test]
+    fn regex_alias_keeps_captures_beneath_the_fixed_part() {
+        let ms = [Matcher::parse("~ ^/_themes/([^/]+)/(.*)$").unwrap()];
+        let idx = LocationIndex::build(&ms).unwrap();
+        let m = Mapping::new(None, Some(&alias("/srv/themes/$1/static/$2")), None);
+        let f = idx.find(b"/_themes/aurora/css/styles.css").unwrap();
+        let p = m.map(b"/_themes/aurora/css/styles.css", &CaptureVars(&f.captures)).unwrap();
+        assert_eq!(p.base, b"/srv/themes");
+        assert_eq!(p.rel, b"/aurora/static/css/styles.css");
+        assert_eq!(p.beneath(), b"aurora/static/css/styles.css");
+
+        // `..` as a whole capture, as a crafted request could make it
+        let ms = [Matcher::parse("~ ^/t/(.*)/x$").unwrap()];
+        let idx = LocationIndex::build(&ms).unwrap();
+        let m = Mapping::new(None, Some(&alias("/srv/themes/$1/static")), None);
+        let f = idx.find(b"/t/../x").unwrap();
+        assert_eq!(
+            m.map(b"/t/../x", &CaptureVars(&f.captures)),
+            Err(Unmappable::Outside)
+        );
+    }
+
+    #[test]
+    fn no_root_maps_nothing() {
+        let m = Mapping::new(None, None, Some(b"/"));
+        assert_eq!(map(&m, "/x"), Err(Unmappable::NoRoot));
+    }
+
+    #[test]
+    fn beneath_is_relative() {
+        let p = MappedPath { base: b"/b".to_vec(), rel: b"//x/y".to_vec() };
+        assert_eq!(p.beneath(), b"x/y");
+        let p = MappedPath { base: b"/b".to_vec(), rel: b"/".to_vec() };
+        assert_eq!(p.beneath(), b".");
+        assert_eq!(p.full(), b"/b/");
+    }
+
+    #[test]
+    fn hidden_files() {
+        assert!(is_hidden(b"/.env"));
+        assert!(is_hidden(b"/a/.git/config"));
+        assert!(!is_hidden(b"/a/b.c"));
+        assert!(!is_hidden(b"/.well-known/acme-challenge/x"));
+        assert!(is_hidden(b"/.well-known/.x"));
+        assert!(is_hidden(b"/a/.well-known/x"));
+    }
+}

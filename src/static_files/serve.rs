@@ -1,0 +1,286 @@
+//! The static-file steps of a request: `try_files`, directory index, and turning an open
+//! file plus the request's conditional and range headers into a [`Reply`].
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{HeaderMap, Method};
+
+use crate::log::Level;
+use crate::response::{Body, Head, Part, Reply};
+use crate::uri::escape_path;
+use crate::variables::{Escape, VarSource};
+
+use super::config::{Fallback, FilesConfig, HiddenFiles};
+use super::headers::{
+    content_type, evaluate_conditions, evaluate_range, Conditional, Conditions, FileFacts,
+    RangeDecision,
+};
+use super::open::{exists, open_file, FailureKind, Opened};
+use super::resolve::{is_hidden, Unmappable};
+
+/// The parts of a request the file steps look at.
+pub struct FileRequest<'a> {
+    pub method: &'a Method,
+    /// The current normalised URI.
+    pub uri: &'a [u8],
+    pub args: Option<&'a [u8]>,
+    pub headers: &'a HeaderMap,
+    /// Request variables and the location's captures.
+    pub vars: &'a dyn VarSource,
+    /// `http://host[:port]`, for the absolute `Location` of directory redirects.
+    pub redirect_base: &'a str,
+}
+
+/// What the file steps decided.
+#[derive(Debug)]
+pub enum Outcome {
+    /// Send this response.
+    Reply(Reply),
+    /// Answer with this error status (an `error_page` may take over).
+    Status(u16),
+    /// Start over with this URI (index file, try_files URI fallback).
+    Redirect(Vec<u8>),
+    /// Continue in this named location.
+    Named(String),
+}
+
+/// An error-log line a step wants written.
+pub type Note = (Level, String);
+
+/// Runs `try_files`: `Ok(uri)` is the entry that exists (the URI to serve from now on),
+/// `Err(outcome)` is the fallback.
+pub fn try_files(cfg: &FilesConfig, req: &FileRequest) -> Result<Vec<u8>, Outcome> {
+    let Some(tf) = &cfg.try_files else {
+        return Ok(req.uri.to_vec());
+    };
+    let mut candidate = Vec::new();
+    for check in &tf.checks {
+        candidate.clear();
+        check.render(req.vars, Escape::None, &mut candidate);
+        // `$uri/` with a URI that already ends in / would test "/dir//"
+        candidate.dedup_by(|a, b| *a == b'/' && *b == b'/');
+        if let Ok(path) = cfg.mapping.map(&candidate, req.vars) {
+            if exists(&path, check.ends_with_slash(), cfg.symlinks) {
+                return Ok(candidate);
+            }
+        }
+    }
+    Err(match &tf.fallback {
+        Fallback::Named(name) => Outcome::Named(name.clone()),
+        Fallback::Status(code) => Outcome::Status(*code),
+        Fallback::Uri(t) => {
+            let mut uri = Vec::new();
+            t.render(req.vars, Escape::None, &mut uri);
+            Outcome::Redirect(uri)
+        }
+    })
+}
+
+/// Serves `req.uri` from the location's files.
+pub fn serve(cfg: &FilesConfig, req: &FileRequest, notes: &mut Vec<Note>) -> Outcome {
+    if !matches!(*req.method, Method::GET | Method::HEAD | Method::POST) {
+        return Outcome::Reply(not_allowed());
+    }
+    if cfg.hidden_files == HiddenFiles::Deny && is_hidden(req.uri) {
+        if cfg.log_not_found {
+            notes.push((
+                Level::Error,
+                format!(
+                    "access to hidden file \"{}\" denied (hidden_files = \"deny\")",
+                    String::from_utf8_lossy(req.uri)
+                ),
+            ));
+        }
+        return Outcome::Status(404);
+    }
+    if req.uri.ends_with(b"/") {
+        return serve_index(cfg, req, notes);
+    }
+    let path = match cfg.mapping.map(req.uri, req.vars) {
+        Ok(p) => p,
+        Err(why) => return unmappable(cfg, req, why, notes),
+    };
+    match open_file(&path, cfg.symlinks) {
+        Ok(Opened::Directory) => {
+            let mut location = req.redirect_base.to_string();
+            escape_path(req.uri, &mut location);
+            location.push('/');
+            if let Some(args) = req.args {
+                location.push('?');
+                location.push_str(&String::from_utf8_lossy(args));
+            }
+            Outcome::Reply(Reply::moved_permanently(location))
+        }
+        Ok(Opened::File { file, facts }) => {
+            if *req.method == Method::POST {
+                return Outcome::Reply(not_allowed());
+            }
+            file_reply(file, facts, req)
+        }
+        Err(f) => {
+            let (status, level) = match f.kind {
+                FailureKind::NotFound => (404, Level::Error),
+                FailureKind::Forbidden => (403, Level::Error),
+                FailureKind::NotRegular => (404, Level::Crit),
+                FailureKind::Internal => (500, Level::Crit),
+            };
+            if status != 404 || cfg.log_not_found || level == Level::Crit {
+                notes.push((level, f.log_message));
+            }
+            Outcome::Status(status)
+        }
+    }
+}
+
+fn not_allowed() -> Reply {
+    let mut r = Reply::error(405);
+    r.head.extra.push(("Allow", "GET, HEAD".into()));
+    r
+}
+
+fn unmappable(cfg: &FilesConfig, req: &FileRequest, why: Unmappable, notes: &mut Vec<Note>) -> Outcome {
+    if cfg.log_not_found {
+        let uri = String::from_utf8_lossy(req.uri);
+        notes.push((
+            Level::Error,
+            match why {
+                Unmappable::NoRoot => format!(
+                    "\"{uri}\" is not served: this location has no `root` or `alias`"
+                ),
+                Unmappable::Outside => format!(
+                    "\"{uri}\" refused: it maps outside the location's directory"
+                ),
+            },
+        ));
+    }
+    Outcome::Status(404)
+}
+
+/// A URI ending in `/`: the first index file that exists (by internal redirect, as nginx
+/// does), else 403 for an existing directory, else 404.
+fn serve_index(cfg: &FilesConfig, req: &FileRequest, notes: &mut Vec<Note>) -> Outcome {
+    let dir = match cfg.mapping.map(req.uri, req.vars) {
+        Ok(p) => p,
+        Err(why) => return unmappable(cfg, req, why, notes),
+    };
+    let mut candidate = Vec::with_capacity(req.uri.len() + 16);
+    for index in &cfg.index {
+        candidate.clear();
+        candidate.extend_from_slice(req.uri);
+        candidate.extend_from_slice(index);
+        if let Ok(path) = cfg.mapping.map(&candidate, req.vars) {
+            if exists(&path, false, cfg.symlinks) {
+                return Outcome::Redirect(candidate);
+            }
+        }
+    }
+    let shown = String::from_utf8_lossy(&dir.full()).into_owned();
+    if exists(&dir, true, cfg.symlinks) {
+        notes.push((
+            Level::Error,
+            format!("directory index of \"{shown}\" is forbidden"),
+        ));
+        Outcome::Status(403)
+    } else {
+        if cfg.log_not_found {
+            notes.push((
+                Level::Error,
+                format!("\"{shown}\" is not found (2: No such file or directory)"),
+            ));
+        }
+        Outcome::Status(404)
+    }
+}
+
+static BOUNDARY: AtomicU64 = AtomicU64::new(0);
+
+/// The 200/206/304/412/416 response for an open file.
+fn file_reply(file: std::fs::File, facts: FileFacts, req: &FileRequest) -> Outcome {
+    let etag = facts.etag();
+    let header = |name: http::header::HeaderName| req.headers.get(name).map(|v| v.as_bytes());
+    let conditions = Conditions {
+        if_match: header(http::header::IF_MATCH),
+        if_unmodified_since: header(http::header::IF_UNMODIFIED_SINCE),
+        if_none_match: header(http::header::IF_NONE_MATCH),
+        if_modified_since: header(http::header::IF_MODIFIED_SINCE),
+    };
+    match evaluate_conditions(&conditions, &facts, &etag) {
+        Conditional::PreconditionFailed => return Outcome::Status(412),
+        Conditional::NotModified => {
+            let mut head = Head::new(304);
+            head.last_modified = Some(facts.last_modified());
+            return Outcome::Reply(Reply {
+                head: head.with("ETag", etag),
+                body: Body::Empty,
+            });
+        }
+        Conditional::Proceed => {}
+    }
+    let ctype = content_type(req.uri);
+    let mut head = Head::new(200);
+    head.content_type = Some(ctype.into());
+    head.last_modified = Some(facts.last_modified());
+    let file = Arc::new(file);
+    let decision = evaluate_range(
+        header(http::header::RANGE),
+        header(http::header::IF_RANGE),
+        &facts,
+        &etag,
+    );
+    let parts = match decision {
+        RangeDecision::Full => {
+            head.content_length = Some(facts.size);
+            head.extra.push(("ETag", etag));
+            head.extra.push(("Accept-Ranges", "bytes".into()));
+            vec![Part::File {
+                offset: 0,
+                len: facts.size,
+            }]
+        }
+        RangeDecision::Single(r) => {
+            head.status = 206;
+            head.content_length = Some(r.len());
+            head.extra.push(("ETag", etag));
+            head.extra.push(("Content-Range", r.content_range(facts.size)));
+            vec![Part::File {
+                offset: r.start,
+                len: r.len(),
+            }]
+        }
+        RangeDecision::Multiple(ranges) => {
+            let boundary = format!("{:020}", BOUNDARY.fetch_add(1, Ordering::Relaxed) + 1);
+            let mut parts = Vec::with_capacity(ranges.len() * 2 + 1);
+            for r in &ranges {
+                parts.push(Part::Bytes(Bytes::from(format!(
+                    "\r\n--{boundary}\r\nContent-Type: {ctype}\r\nContent-Range: {}\r\n\r\n",
+                    r.content_range(facts.size)
+                ))));
+                parts.push(Part::File {
+                    offset: r.start,
+                    len: r.len(),
+                });
+            }
+            parts.push(Part::Bytes(Bytes::from(format!("\r\n--{boundary}--\r\n"))));
+            head.status = 206;
+            head.content_type = Some(format!("multipart/byteranges; boundary={boundary}").into());
+            head.extra.push(("ETag", etag));
+            let mut reply = Reply {
+                head,
+                body: Body::File { file, parts },
+            };
+            reply.head.content_length = Some(reply.body_len());
+            return Outcome::Reply(reply);
+        }
+        RangeDecision::Unsatisfiable => {
+            let mut r = Reply::error(416);
+            r.head.extra.push(("Content-Range", format!("bytes */{}", facts.size)));
+            return Outcome::Reply(r);
+        }
+    };
+    Outcome::Reply(Reply {
+        head,
+        body: Body::File { file, parts },
+    })
+}
