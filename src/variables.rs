@@ -253,11 +253,6 @@ impl Template {
             .any(|p| matches!(p, Piece::Var(Var::Capture(_) | Var::NamedCapture(_))))
     }
 
-    /// Whether the template's text ends with `/` (a try_files directory check).
-    pub fn ends_with_slash(&self) -> bool {
-        matches!(self.pieces.last(), Some(Piece::Literal(l)) if l.ends_with(b"/"))
-    }
-
     /// The literal text before the first variable.
     pub fn literal_prefix(&self) -> &[u8] {
         match self.pieces.first() {

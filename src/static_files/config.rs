@@ -89,10 +89,20 @@ pub enum Fallback {
     Uri(Template),
 }
 
+/// One path `try_files` tests.
+#[derive(Clone, Debug)]
+pub struct TryCheck {
+    /// The path, without the trailing `/` of a directory check: as in nginx, `$uri/`
+    /// tests the directory `$uri` and continues with that URI.
+    pub path: Template,
+    /// Written with a trailing `/`: a directory must exist, not a file.
+    pub directory: bool,
+}
+
 /// `try_files`: paths to test in order, then the fallback.
 #[derive(Clone, Debug)]
 pub struct TryFiles {
-    pub checks: Vec<Template>,
+    pub checks: Vec<TryCheck>,
     pub fallback: Fallback,
 }
 
@@ -185,8 +195,10 @@ impl FilesConfig {
                 };
                 let mut templates = Vec::new();
                 for c in checks {
-                    match Template::parse(c, scope) {
-                        Ok(t) => templates.push(t),
+                    let directory = c.len() > 1 && c.ends_with('/');
+                    let text = if directory { &c[..c.len() - 1] } else { c.as_str() };
+                    match Template::parse(text, scope) {
+                        Ok(path) => templates.push(TryCheck { path, directory }),
                         Err(e) => diags.error(span.clone(), e.message, Some(e.hint)),
                     }
                 }

@@ -58,11 +58,9 @@ pub fn try_files(cfg: &FilesConfig, req: &FileRequest) -> Result<Vec<u8>, Outcom
     let mut candidate = Vec::new();
     for check in &tf.checks {
         candidate.clear();
-        check.render(req.vars, Escape::None, &mut candidate);
-        // `$uri/` with a URI that already ends in / would test "/dir//"
-        candidate.dedup_by(|a, b| *a == b'/' && *b == b'/');
+        check.path.render(req.vars, Escape::None, &mut candidate);
         if let Ok(path) = cfg.mapping.map(&candidate, req.vars) {
-            if exists(&path, check.ends_with_slash(), cfg.symlinks) {
+            if exists(&path, check.directory, cfg.symlinks) {
                 return Ok(candidate);
             }
         }

@@ -1,0 +1,157 @@
+//! `portico check`: the shipped configurations pass; each class of mistake is refused with
+//! file, line and a hint; every error in a file is reported at once.
+
+mod common;
+
+use std::process::Command;
+
+use common::{portico_bin, TempDir};
+
+struct Checked {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+fn check_file(path: &std::path::Path) -> Checked {
+    let out = Command::new(portico_bin())
+        .args(["check", "-c"])
+        .arg(path)
+        .output()
+        .expect("run portico check");
+    Checked {
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+fn check(config: &str) -> Checked {
+    let d = TempDir::new("check");
+    let path = d.write("site.toml", config);
+    check_file(&path)
+}
+
+/// Asserts the check failed with an error at `line` whose text and hint contain the given
+/// fragments.
+fn assert_error(c: &Checked, line: usize, message: &str, hint: &str) {
+    assert_eq!(c.code, Some(1), "check should fail:\n{}", c.stderr);
+    let at = format!("site.toml:{line}:");
+    let found = c
+        .stderr
+        .split("\n")
+        .collect::<Vec<_>>()
+        .windows(2)
+        .any(|w| w[0].contains(&at) && w[0].contains("error:") && w[0].contains(message) && w[1].contains("hint:") && w[1].contains(hint));
+    assert!(found, "no error at line {line} with {message:?} / hint {hint:?} in:\n{}", c.stderr);
+}
+
+const HEAD: &str = "[[server]]\nlisten = [\"127.0.0.1:8080\"]\nroot = \"/srv\"\n";
+
+#[test]
+fn shipped_flaskbb_config_passes_and_warns_about_root() {
+    let c = check_file(std::path::Path::new("conf/flaskbb.toml"));
+    assert_eq!(c.code, Some(0), "{}", c.stderr);
+    assert!(c.stdout.contains("configuration ok"));
+    assert!(c.stderr.contains("warning: no `root` is set"), "{}", c.stderr);
+}
+
+#[test]
+fn shipped_demo_config_passes() {
+    let c = check_file(std::path::Path::new("conf/demo.toml"));
+    assert_eq!(c.code, Some(0), "{}", c.stderr);
+    assert!(c.stdout.contains("configuration ok"));
+}
+
+#[test]
+fn unknown_key() {
+    let c = check(&format!("{HEAD}[[server.location]]\nmatch = \"/\"\naliass = \"/srv/x/\"\n"));
+    assert_error(&c, 6, "unknown key `aliass`", "did you mean `alias`?");
+}
+
+#[test]
+fn nginx_directive_names_get_portico_hints() {
+    let c = check(&format!("{HEAD}[[server.location]]\nmatch = \"/\"\nproxy_pass = \"http://x\"\n"));
+    assert_error(&c, 6, "unknown key `proxy_pass`", "uwsgi_pass");
+}
+
+#[test]
+fn wrong_type() {
+    let c = check("[[server]]\nlisten = 8080\n");
+    assert_error(&c, 2, "`listen`", "listen = [\"127.0.0.1:8080\"]");
+}
+
+#[test]
+fn bad_regex() {
+    let c = check(&format!("{HEAD}[[server.location]]\nmatch = \"~ ^/(unclosed$\"\n"));
+    assert_error(&c, 5, "bad regex", "Rust regex syntax");
+}
+
+#[test]
+fn duplicate_named_locations() {
+    let c = check(&format!(
+        "{HEAD}[[server.location]]\nmatch = \"@app\"\nuwsgi_pass = \"unix:/a.sock\"\n[[server.location]]\nmatch = \"@app\"\nuwsgi_pass = \"unix:/b.sock\"\n"
+    ));
+    assert_error(&c, 7, "repeats an earlier location", "merge");
+}
+
+#[test]
+fn try_files_naming_a_missing_location() {
+    let c = check(&format!("{HEAD}[[server.location]]\nmatch = \"/\"\ntry_files = [\"$uri\", \"@flaskbb\"]\n"));
+    assert_error(&c, 6, "no location `@flaskbb`", "match = \"@flaskbb\"");
+}
+
+#[test]
+fn alias_and_root_in_one_location() {
+    let c = check(&format!("{HEAD}[[server.location]]\nmatch = \"/static\"\nroot = \"/srv\"\nalias = \"/srv/static/\"\n"));
+    assert_error(&c, 6, "`alias` and `root` in one location", "keep one");
+}
+
+#[test]
+fn captures_outside_a_regex_location() {
+    let c = check(&format!("{HEAD}[[server.location]]\nmatch = \"/t\"\nalias = \"/srv/$1/x\"\n"));
+    assert_error(&c, 6, "not a regex location", "captures come from");
+}
+
+#[test]
+fn every_error_is_reported_at_once() {
+    let c = check(
+        "[[server]]\nlisten = [\"not-an-address\"]\nroot = \"/srv\"\n\
+         [[server.location]]\nmatch = \"~ (\"\n\
+         [[server.location]]\nmatch = \"/x\"\nsymlinks = \"sometimes\"\n\
+         [[server.location]]\nmatch = \"/y\"\ntry_files = [\"$uri\", \"@nowhere\"]\n",
+    );
+    assert_eq!(c.code, Some(1));
+    for line in ["site.toml:2:", "site.toml:5:", "site.toml:8:", "site.toml:11:"] {
+        assert!(c.stderr.contains(line), "missing {line} in:\n{}", c.stderr);
+    }
+    assert!(c.stderr.contains("unknown variant `sometimes`, expected one of `inside`, `follow`, `deny`"), "{}", c.stderr);
+}
+
+#[test]
+fn not_toml_at_all() {
+    let c = check("[[server]\nlisten = [\"80\"]\n");
+    assert_eq!(c.code, Some(1));
+    assert!(c.stderr.contains("site.toml:1:"), "{}", c.stderr);
+    assert!(c.stderr.contains("not valid TOML"), "{}", c.stderr);
+}
+
+#[test]
+fn missing_file() {
+    let c = check_file(std::path::Path::new("/nonexistent/portico.toml"));
+    assert_eq!(c.code, Some(1));
+    assert!(c.stderr.contains("cannot read the configuration file"), "{}", c.stderr);
+}
+
+#[test]
+fn check_does_not_need_the_paths_to_exist() {
+    let c = check("[[server]]\nlisten = [\"80\"]\nroot = \"/does/not/exist\"\naccess_log = \"/nope/access.log\"\n[[server.location]]\nmatch = \"/\"\n");
+    assert_eq!(c.code, Some(0), "{}", c.stderr);
+}
+
+#[test]
+fn version() {
+    let out = Command::new(portico_bin()).arg("--version").output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), format!("portico {}", env!("CARGO_PKG_VERSION")));
+}
