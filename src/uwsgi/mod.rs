@@ -1,5 +1,7 @@
 //! Forwarding to uWSGI over the binary uwsgi protocol. Owns `uwsgi_pass`.
 
+pub mod codec;
+
 use crate::config::diag::Diagnostics;
 use crate::config::section::Section;
 

@@ -1,0 +1,257 @@
+//! A streaming decoder for chunked bodies (an app that sets `Transfer-Encoding: chunked`
+//! itself): fed whatever bytes arrived, it says how many it consumed and where the data
+//! in them is, without copying. Sizes, extensions and trailers are bounded.
+
+use std::fmt;
+use std::ops::Range;
+
+/// Longest chunk-size line (size, extensions) or trailer line accepted.
+const MAX_LINE: usize = 4096;
+
+/// Why a chunked body is malformed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChunkError {
+    /// A size that is not hex, or has no digits.
+    BadSize,
+    /// A size that does not fit in 64 bits.
+    SizeOverflow,
+    /// Chunk data not followed by CRLF.
+    MissingCrlf,
+    /// A size line or trailer line over the limit.
+    LineTooLong,
+}
+
+impl fmt::Display for ChunkError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ChunkError::BadSize => "invalid chunk size",
+            ChunkError::SizeOverflow => "chunk size overflows",
+            ChunkError::MissingCrlf => "chunk data not followed by CRLF",
+            ChunkError::LineTooLong => "chunk size or trailer line too long",
+        })
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum State {
+    /// Reading hex digits of a size.
+    Size { digits: usize },
+    /// After the digits: extensions or whitespace until LF.
+    SizeRest,
+    /// `remaining` bytes of data to pass through.
+    Data,
+    /// After data: expecting CR or LF.
+    DataEnd { seen_cr: bool },
+    /// After the last chunk: trailer lines until an empty one.
+    Trailer { line_len: usize },
+    Done,
+}
+
+/// One step's result: input consumed, and the data bytes within it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Step {
+    pub consumed: usize,
+    pub data: Range<usize>,
+}
+
+/// Decoder state, fed input as it arrives.
+#[derive(Clone, Debug)]
+pub struct ChunkedDecoder {
+    state: State,
+    size: u64,
+    remaining: u64,
+    line_len: usize,
+}
+
+impl Default for ChunkedDecoder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ChunkedDecoder {
+    pub fn new() -> Self {
+        ChunkedDecoder {
+            state: State::Size { digits: 0 },
+            size: 0,
+            remaining: 0,
+            line_len: 0,
+        }
+    }
+
+    /// Whether the last chunk and the trailers have been read.
+    pub fn is_done(&self) -> bool {
+        self.state == State::Done
+    }
+
+    /// Consumes framing from `input` up to and including the next run of data, which is
+    /// returned as a range of `input`. Call again with the rest until all is consumed or
+    /// the body is done.
+    pub fn step(&mut self, input: &[u8]) -> Result<Step, ChunkError> {
+        let mut i = 0;
+        while i < input.len() {
+            let b = input[i];
+            match self.state {
+                State::Size { digits } => {
+                    if let Some(v) = hex(b) {
+                        if digits >= 16 && self.size >> 60 != 0 {
+                            return Err(ChunkError::SizeOverflow);
+                        }
+                        self.size = self.size.checked_mul(16).ok_or(ChunkError::SizeOverflow)? | u64::from(v);
+                        self.state = State::Size { digits: digits + 1 };
+                        self.bump_line()?;
+                        i += 1;
+                    } else if digits == 0 {
+                        return Err(ChunkError::BadSize);
+                    } else {
+                        self.state = State::SizeRest;
+                    }
+                }
+                State::SizeRest => {
+                    i += 1;
+                    if b == b'\n' {
+                        self.line_len = 0;
+                        if self.size == 0 {
+                            self.state = State::Trailer { line_len: 0 };
+                        } else {
+                            self.remaining = self.size;
+                            self.state = State::Data;
+                        }
+                    } else if b == b';' || b == b'\r' || b == b' ' || b == b'\t' || self.line_len > 0 && b.is_ascii_graphic() {
+                        self.bump_line()?;
+                    } else {
+                        return Err(ChunkError::BadSize);
+                    }
+                }
+                State::Data => {
+                    let take = usize::try_from(self.remaining).unwrap_or(usize::MAX).min(input.len() - i);
+                    self.remaining -= take as u64;
+                    if self.remaining == 0 {
+                        self.state = State::DataEnd { seen_cr: false };
+                    }
+                    return Ok(Step {
+                        consumed: i + take,
+                        data: i..i + take,
+                    });
+                }
+                State::DataEnd { seen_cr } => {
+                    i += 1;
+                    match b {
+                        b'\r' if !seen_cr => self.state = State::DataEnd { seen_cr: true },
+                        b'\n' => {
+                            self.size = 0;
+                            self.state = State::Size { digits: 0 };
+                        }
+                        _ => return Err(ChunkError::MissingCrlf),
+                    }
+                }
+                State::Trailer { line_len } => {
+                    i += 1;
+                    if b == b'\n' {
+                        if line_len == 0 {
+                            self.state = State::Done;
+                            return Ok(Step { consumed: i, data: i..i });
+                        }
+                        self.state = State::Trailer { line_len: 0 };
+                    } else if b != b'\r' {
+                        if line_len >= MAX_LINE {
+                            return Err(ChunkError::LineTooLong);
+                        }
+                        self.state = State::Trailer { line_len: line_len + 1 };
+                    }
+                }
+                State::Done => return Ok(Step { consumed: i, data: i..i }),
+            }
+        }
+        Ok(Step {
+            consumed: input.len(),
+            data: input.len()..input.len(),
+        })
+    }
+
+    fn bump_line(&mut self) -> Result<(), ChunkError> {
+        self.line_len += 1;
+        if self.line_len > MAX_LINE {
+            Err(ChunkError::LineTooLong)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Decodes all of `input` into `out`; returns the bytes consumed (less than
+    /// `input.len()` only when the body ended before the input did).
+    pub fn decode_into(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<usize, ChunkError> {
+        let mut pos = 0;
+        while pos < input.len() && !self.is_done() {
+            let step = self.step(&input[pos..])?;
+            out.extend_from_slice(&input[pos + step.data.start..pos + step.data.end]);
+            pos += step.consumed;
+        }
+        Ok(pos)
+    }
+}
+
+fn hex(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decode_all(input: &[u8]) -> Result<(Vec<u8>, usize, bool), ChunkError> {
+        let mut d = ChunkedDecoder::new();
+        let mut out = Vec::new();
+        let n = d.decode_into(input, &mut out)?;
+        Ok((out, n, d.is_done()))
+    }
+
+    #[test]
+    fn app_chunked_body() {
+        // ../shared/uwsgi/captures/nginx_to_upstream/26_resp_te-chunked: "5\r\nhello\r\n0\r\n\r\n"
+        let (out, n, done) = decode_all(b"5\r\nhello\r\n0\r\n\r\n").unwrap();
+        assert_eq!((out.as_slice(), n, done), (&b"hello"[..], 15, true));
+    }
+
+    #[test]
+    fn byte_by_byte_equals_all_at_once() {
+        let input = b"3;ext=1\r\nabc\r\nA\r\n0123456789\r\n0\r\nX-Trailer: t\r\n\r\nNEXT";
+        let (whole, n, done) = decode_all(input).unwrap();
+        assert_eq!((whole.as_slice(), n, done), (&b"abc0123456789"[..], input.len() - 4, true));
+        let mut d = ChunkedDecoder::new();
+        let mut out = Vec::new();
+        for b in &input[..input.len() - 4] {
+            assert_eq!(d.decode_into(std::slice::from_ref(b), &mut out).unwrap(), 1);
+        }
+        assert!(d.is_done());
+        assert_eq!(out, whole);
+    }
+
+    #[test]
+    fn lf_only_and_uppercase_hex() {
+        let (out, _, done) = decode_all(b"B\nhello world\n0\n\n").unwrap();
+        assert_eq!((out.as_slice(), done), (&b"hello world"[..], true));
+    }
+
+    #[test]
+    fn malformed() {
+        assert_eq!(decode_all(b"zz\r\n").unwrap_err(), ChunkError::BadSize);
+        assert_eq!(decode_all(b"\r\n").unwrap_err(), ChunkError::BadSize);
+        assert_eq!(decode_all(b"3\r\nabcX").unwrap_err(), ChunkError::MissingCrlf);
+        assert_eq!(decode_all(b"10000000000000000\r\n").unwrap_err(), ChunkError::SizeOverflow);
+        let mut long = b"1;".to_vec();
+        long.extend(std::iter::repeat_n(b'e', 5000));
+        assert_eq!(decode_all(&long).unwrap_err(), ChunkError::LineTooLong);
+    }
+
+    #[test]
+    fn incomplete_is_not_done() {
+        let (out, n, done) = decode_all(b"5\r\nhel").unwrap();
+        assert_eq!((out.as_slice(), n, done), (&b"hel"[..], 6, false));
+    }
+}
