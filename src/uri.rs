@@ -14,7 +14,7 @@ pub enum UriError {
     NotAbsolutePath,
     /// A `%` not followed by two hex digits.
     BadPercentEncoding,
-    /// `%00`: a NUL byte can never name a file and only serves to confuse C code.
+    /// A NUL byte, raw or as `%00`: it can never name a file and only serves to confuse C code.
     NulByte,
     /// `..` segments climb above `/`.
     AboveRoot,
@@ -96,6 +96,9 @@ pub fn normalize_path(raw: &[u8], out: &mut Vec<u8>) -> Result<(), UriError> {
     out.clear();
     if raw.first() != Some(&b'/') {
         return Err(UriError::NotAbsolutePath);
+    }
+    if memchr::memchr(0, raw).is_some() {
+        return Err(UriError::NulByte);
     }
     if is_already_normal(raw) {
         out.extend_from_slice(raw);
@@ -239,6 +242,7 @@ mod tests {
         assert_eq!(norm("/a%zz"), Err(UriError::BadPercentEncoding));
         assert_eq!(norm("/a%2"), Err(UriError::BadPercentEncoding));
         assert_eq!(norm("/a%00b"), Err(UriError::NulByte));
+        assert_eq!(norm("/a\0b"), Err(UriError::NulByte));
         assert_eq!(norm("a"), Err(UriError::NotAbsolutePath));
     }
 

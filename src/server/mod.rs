@@ -1,175 +1,21 @@
-//! The running server: pingora's lifecycle and listeners around our [`app::App`], the
-//! signals nginx operators expect, and start-up checks that fail fast with a clear message
-//! instead of leaving a process that serves nothing.
+//! The running server: pingora's lifecycle and listeners around our app (one request's
+//! steps), the signals nginx operators expect, and start-up checks that fail fast with a
+//! clear message instead of leaving a process that serves nothing.
+//!
+//! `settings` (the shell's configuration keys) is always built; everything that needs
+//! pingora and tokio is behind the `server` feature.
 
-mod app;
-mod request;
 pub mod settings;
+
+#[cfg(feature = "server")]
+mod app;
+#[cfg(feature = "server")]
+mod request;
+#[cfg(feature = "server")]
+mod run;
+#[cfg(feature = "server")]
 mod wire;
 
-use std::net::{SocketAddr, TcpListener};
-use std::sync::Arc;
+#[cfg(feature = "server")]
+pub use run::run;
 
-use async_trait::async_trait;
-use pingora_core::listeners::TcpSocketOptions;
-use pingora_core::server::configuration::ServerConf;
-use pingora_core::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch};
-use pingora_core::services::listening::Service;
-use tokio::signal::unix::{signal, SignalKind};
-
-use crate::config::Config;
-use crate::log::writer::LogWriter;
-use crate::static_files::open::openat2_available;
-
-use app::{App, SiteRuntime};
-
-/// Serves `config` until a signal stops it. Errors are start-up failures, worded for the
-/// operator.
-pub fn run(config: Config, config_path: &str) -> Result<(), String> {
-    ignore_sighup_until_handled()?;
-    openat2_available()?;
-    let addrs = config.servers.bind_addresses();
-    check_listen(&addrs)?;
-
-    let mut targets = Vec::new();
-    for site in &config.sites {
-        if let Some((t, _)) = &site.logs.access {
-            targets.push(t.clone());
-        }
-        targets.push(site.logs.error.clone());
-    }
-    let logs = LogWriter::start(&targets)?;
-    let sites = config
-        .sites
-        .into_iter()
-        .map(|site| SiteRuntime {
-            access: site.logs.access.as_ref().map(|(t, f)| (logs.sink(t), f.clone())),
-            error_log: logs.sink(&site.logs.error),
-            error_level: site.logs.error_level,
-            site,
-        })
-        .collect();
-    let app = App::new(sites, config.servers);
-
-    let conf = ServerConf {
-        threads: config.global.worker_threads,
-        grace_period_seconds: Some(config.global.shutdown_timeout.as_secs()),
-        graceful_shutdown_timeout_seconds: Some(1),
-        ..ServerConf::default()
-    };
-    let mut server = Server::new_with_opt_and_conf(None, conf);
-    server.bootstrap();
-    let mut service = Service::new("portico".to_string(), app);
-    for addr in &addrs {
-        let mut options = TcpSocketOptions::default();
-        if addr.is_ipv6() {
-            // nginx's `listen [::]:80` is IPv6-only unless told otherwise
-            options.ipv6_only = Some(true);
-        }
-        service.add_tcp_with_settings(&addr.to_string(), options);
-    }
-    server.add_service(service);
-    let shown: Vec<String> = addrs.iter().map(SocketAddr::to_string).collect();
-    eprintln!(
-        "portico {}: serving {config_path} on {} with {} worker thread(s); stop with SIGTERM (graceful) or SIGINT",
-        env!("CARGO_PKG_VERSION"),
-        shown.join(", "),
-        config.global.worker_threads
-    );
-    server.run(RunArgs {
-        shutdown_signal: Box::new(Signals { logs: Arc::new(logs) }),
-    });
-    Ok(())
-}
-
-/// Binds each address once before pingora does: pingora would retry a busy port for 30 s
-/// and then leave a process with no listener.
-fn check_listen(addrs: &[SocketAddr]) -> Result<(), String> {
-    for addr in addrs {
-        if let Err(e) = TcpListener::bind(addr) {
-            let hint = match e.kind() {
-                std::io::ErrorKind::AddrInUse => format!(
-                    "another process is listening there (is nginx still running? `ss -ltnp 'sport = :{}'` shows who)",
-                    addr.port()
-                ),
-                std::io::ErrorKind::PermissionDenied => {
-                    "ports below 1024 need root or CAP_NET_BIND_SERVICE".to_string()
-                }
-                std::io::ErrorKind::AddrNotAvailable => {
-                    "this machine has no such address; check `listen`".to_string()
-                }
-                _ => "check `listen` in the configuration".to_string(),
-            };
-            return Err(format!("cannot listen on {addr}: {e}; {hint}"));
-        }
-    }
-    Ok(())
-}
-
-/// SIGHUP's default action kills the process; until the signal watcher is installed it is
-/// ignored, and from then on it is logged and ignored.
-fn ignore_sighup_until_handled() -> Result<(), String> {
-    use nix::sys::signal::{signal as set_handler, SigHandler, Signal};
-    // SAFETY: SIG_IGN installs no Rust code as a handler
-    unsafe { set_handler(Signal::SIGHUP, SigHandler::SigIgn) }
-        .map(|_| ())
-        .map_err(|e| format!("cannot ignore SIGHUP: {}", e.desc()))
-}
-
-/// nginx's signal meanings on top of pingora's lifecycle: TERM and QUIT stop gracefully
-/// (waiting up to `shutdown_timeout`), INT stops at once, USR1 reopens the log files, HUP
-/// is acknowledged and ignored (configuration reload does not exist yet).
-struct Signals {
-    logs: Arc<LogWriter>,
-}
-
-#[async_trait]
-impl ShutdownSignalWatch for Signals {
-    async fn recv(&self) -> ShutdownSignal {
-        let kinds = [
-            SignalKind::terminate(),
-            SignalKind::quit(),
-            SignalKind::interrupt(),
-            SignalKind::hangup(),
-            SignalKind::user_defined1(),
-        ];
-        let mut streams = Vec::new();
-        for kind in kinds {
-            match signal(kind) {
-                Ok(s) => streams.push(s),
-                Err(e) => {
-                    eprintln!("portico: cannot install signal handlers ({e}); stopping");
-                    return ShutdownSignal::FastShutdown;
-                }
-            }
-        }
-        let [term, quit, int, hup, usr1] = &mut streams[..] else {
-            return ShutdownSignal::FastShutdown;
-        };
-        loop {
-            tokio::select! {
-                _ = term.recv() => return ShutdownSignal::GracefulTerminate,
-                _ = quit.recv() => return ShutdownSignal::GracefulTerminate,
-                _ = int.recv() => return ShutdownSignal::FastShutdown,
-                _ = hup.recv() => eprintln!(
-                    "portico: SIGHUP received; configuration reload is not supported yet, still serving the configuration loaded at start"
-                ),
-                _ = usr1.recv() => self.logs.reopen(),
-            }
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn busy_port_is_reported_with_a_hint() {
-        let held = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = held.local_addr().unwrap();
-        let e = check_listen(&[addr]).unwrap_err();
-        assert!(e.contains(&addr.to_string()), "{e}");
-        assert!(e.contains("another process is listening there"), "{e}");
-    }
-}
