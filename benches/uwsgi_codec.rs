@@ -57,7 +57,7 @@ fn bench_encode(c: &mut Criterion) {
     let mut buf = Vec::with_capacity(4096);
     c.bench_function("uwsgi/encode_flaskbb_request", |b| {
         b.iter(|| {
-            let hs = headers.iter().map(|(k, v)| (k.as_bytes(), v.as_bytes()));
+            let hs = || headers.iter().map(|(k, v)| (k.as_bytes(), v.as_bytes()));
             let n = encode_request(black_box(&req), hs, &opts, &NoVars, &mut buf).expect("fits");
             black_box(n)
         })

@@ -61,7 +61,7 @@ fuzz_target!(|data: &[u8]| {
         body_was_chunked: chunked,
     };
     let opts = EncodeOptions { params, modifier1: control, modifier2: !control, buffer_size };
-    let hs = req.headers.iter().map(|h| (h.name.as_bytes(), h.value));
+    let hs = || req.headers.iter().map(|h| (h.name.as_bytes(), h.value));
     let mut buf = Vec::new();
     match encode_request(&cgi, hs, &opts, &Vars(req.headers), &mut buf) {
         Ok(len) => {

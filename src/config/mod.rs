@@ -20,7 +20,7 @@ use crate::routing::locations::{LocationIndex, Matcher};
 use crate::routing::servers::{parse_listen, ServerIdentity, ServerTable, ServerTableError};
 use crate::server::settings::{ConnectionSettings, Global};
 use crate::static_files::config::{FileDefaults, FilesConfig};
-use crate::uwsgi::UwsgiLocation;
+use crate::uwsgi::config::{resolve_passes, UpstreamConfig, UwsgiLocation};
 
 use diag::{Diagnostic, Diagnostics};
 use section::Section;
@@ -31,6 +31,8 @@ pub struct Config {
     pub global: Global,
     pub sites: Vec<Site>,
     pub servers: ServerTable,
+    /// `[upstream.NAME]` pools, then the implicit pools of `uwsgi_pass = "unix:..."`.
+    pub upstreams: Vec<UpstreamConfig>,
 }
 
 /// One `[[server]]` block.
@@ -102,6 +104,16 @@ fn parse_in(src: &str, file: &str, dir: PathBuf) -> Loaded {
     let formats = LogConfig::parse_formats(&mut top, &mut diags);
     let top_logs = LogConfig::parse(&mut top, &LogConfig::builtin(), &formats, &mut diags);
     let top_connection = ConnectionSettings::parse(&mut top, &ConnectionSettings::defaults(), &mut diags);
+    let mut upstreams = Vec::new();
+    let mut upstream_names = HashMap::new();
+    for (name, mut us) in top.tables("upstream", "[upstream.NAME]", &mut diags) {
+        let name = name.map(|n| n.into_inner()).unwrap_or_default();
+        if let Some(u) = UpstreamConfig::parse(&name, &mut us, &mut diags) {
+            upstream_names.insert(name, upstreams.len());
+            upstreams.push(u);
+        }
+        us.finish(&mut diags);
+    }
     let server_sections = top.tables("server", "[[server]]", &mut diags);
     if server_sections.is_empty() {
         diags.error(
@@ -116,6 +128,12 @@ fn parse_in(src: &str, file: &str, dir: PathBuf) -> Loaded {
         s.finish(&mut diags);
     }
     top.finish(&mut diags);
+    resolve_passes(
+        sites.iter_mut().flat_map(|s| s.locations.iter_mut()).filter_map(|l| l.uwsgi.as_mut()),
+        &upstream_names,
+        &mut upstreams,
+        &mut diags,
+    );
 
     let identities: Vec<ServerIdentity> = sites.iter().map(|s| s.identity.clone()).collect();
     let servers = match ServerTable::build(&identities) {
@@ -146,6 +164,7 @@ fn parse_in(src: &str, file: &str, dir: PathBuf) -> Loaded {
                     global,
                     sites,
                     servers,
+                    upstreams,
                 },
                 warnings,
             ))
@@ -291,7 +310,12 @@ fn parse_location(
         }
     };
     let files = FilesConfig::parse(s, file_defaults, matcher.as_ref(), diags);
-    let uwsgi = UwsgiLocation::parse(s, diags);
+    let named_groups: Vec<&str> = matcher
+        .as_ref()
+        .and_then(Matcher::regex_ref)
+        .map(|r| r.capture_names().flatten().collect())
+        .unwrap_or_default();
+    let uwsgi = UwsgiLocation::parse(s, &named_groups, diags);
     let error_pages = ErrorPages::parse(s, site_error_pages, diags);
     Some(Location {
         matcher: matcher?,

@@ -13,6 +13,25 @@ pub mod writer;
 
 use std::fmt;
 
+/// An error-log line a request step wants written; the server adds the request context.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Note {
+    pub level: Level,
+    pub message: String,
+    /// `upstream: "uwsgi://..."` in the line, when it is about a backend.
+    pub upstream: Option<String>,
+}
+
+impl Note {
+    pub fn new(level: Level, message: impl Into<String>) -> Note {
+        Note {
+            level,
+            message: message.into(),
+            upstream: None,
+        }
+    }
+}
+
 /// nginx's error-log levels, most severe first.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -18,14 +18,16 @@ use crate::error_pages::ErrorTarget;
 use crate::log::access::AccessFormat;
 use crate::log::error::{format_line, ErrorContext};
 use crate::log::writer::Sink;
-use crate::log::Level;
+use crate::log::{Level, Note};
 use crate::response::{closes_connection, Reply};
 use crate::routing::locations::{Captures, LocationId};
 use crate::routing::servers::{normalize_host, ServerTable};
-use crate::static_files::serve::{serve, try_files, FileRequest, Note, Outcome};
+use crate::static_files::serve::{serve, try_files, FileRequest, Outcome};
 use crate::uri::{normalize_path, split_target};
+use crate::uwsgi::codec::request::{encode_request, CgiRequest, EncodeOptions};
+use crate::uwsgi::forward::{forward, prepare_body, BodyError, Exchange, RequestBody, Upstream};
 
-use super::request::{RequestInfo, ResponseInfo, Vars};
+use super::request::{version_str, RequestInfo, ResponseInfo, Vars};
 use super::wire::{send_raw_error, send_reply};
 
 /// nginx stops after this many internal redirects (index, try_files, error_page).
@@ -43,6 +45,7 @@ pub struct SiteRuntime {
 pub struct App {
     sites: Vec<SiteRuntime>,
     servers: ServerTable,
+    upstreams: Vec<Upstream>,
     next_connection: AtomicU64,
     options: HttpServerOptions,
 }
@@ -51,6 +54,25 @@ pub struct App {
 struct ConnectionState {
     id: u64,
     requests: u64,
+    /// The uwsgi packet buffer, reused by every request on the connection.
+    packet: Vec<u8>,
+}
+
+/// How a request ended for the connection.
+enum Done {
+    /// The response is out: let pingora finish it and decide keep-alive.
+    Finish,
+    /// The response broke off (or never started): close without finishing, so a
+    /// truncated body is never framed as complete.
+    Abort,
+}
+
+/// What the access log says about the backend.
+#[derive(Default)]
+struct UpstreamFields {
+    addr: Option<String>,
+    status: Option<u16>,
+    time: Option<Duration>,
 }
 
 /// What routing decided.
@@ -61,10 +83,11 @@ enum Action {
 }
 
 impl App {
-    pub fn new(sites: Vec<SiteRuntime>, servers: ServerTable) -> App {
+    pub fn new(sites: Vec<SiteRuntime>, servers: ServerTable, upstreams: Vec<Upstream>) -> App {
         App {
             sites,
             servers,
+            upstreams,
             next_connection: AtomicU64::new(1),
             options: HttpServerOptions::default(),
         }
@@ -85,6 +108,7 @@ impl HttpServerApp for App {
             .unwrap_or_else(|| ConnectionState {
                 id: self.next_connection.fetch_add(1, Ordering::Relaxed),
                 requests: 0,
+                packet: Vec::new(),
             });
         let local = session.server_addr().and_then(|a| a.as_inet()).copied();
         let remote = session.client_addr().and_then(|a| a.as_inet()).copied();
@@ -121,8 +145,7 @@ impl HttpServerApp for App {
         }
         conn.requests += 1;
 
-        let reusable = self.serve_request(&mut session, &conn, local, remote, shutdown).await;
-        if !reusable {
+        if let Done::Abort = self.serve_request(&mut session, &mut conn, local, remote, shutdown).await {
             return None;
         }
         let mut persist = HttpPersistentSettings::for_session(&session);
@@ -147,11 +170,11 @@ impl App {
     async fn serve_request(
         &self,
         session: &mut ServerSession,
-        conn: &ConnectionState,
+        conn: &mut ConnectionState,
         local: Option<SocketAddr>,
         remote: Option<SocketAddr>,
         shutdown: &ShutdownWatch,
-    ) -> bool {
+    ) -> Done {
         let started = Instant::now();
         let header = session.req_header();
         let method = header.method.clone();
@@ -205,19 +228,13 @@ impl App {
             Ok(()) => self.route(site, &mut info, &session.req_header().headers, &mut notes),
         };
 
-        let reply = match action {
-            Action::Reply(r) => r,
+        let head_only = method == Method::HEAD;
+        match action {
+            Action::Reply(r) => self.respond(session, rt, &info, r, notes, head_only, UpstreamFields::default()).await,
             Action::Forward(location) => {
-                let loc: &Location = &site.locations[location];
-                let pass = loc.uwsgi.as_ref().map_or("", |u| u.pass.as_str());
-                notes.push((
-                    Level::Error,
-                    format!("uwsgi forwarding to \"{pass}\" is not available in this build of Portico"),
-                ));
-                Reply::error(502)
+                self.forward_to_uwsgi(session, rt, &info, location, notes, head_only, &mut conn.packet).await
             }
-        };
-        self.respond(session, rt, &info, reply, notes, method == Method::HEAD).await
+        }
     }
 
     /// Host and URI checks: 400 for what nginx refuses before routing, 413 for a body
@@ -233,23 +250,23 @@ impl App {
         match host {
             Some(Ok(h)) => info.host = h,
             Some(Err(e)) => {
-                notes.push((Level::Info, e.to_string()));
+                notes.push(Note::new(Level::Info, e.to_string()));
                 return Err(400);
             }
             None if info.version == Version::HTTP_11 => {
-                notes.push((Level::Info, "client sent HTTP/1.1 request without \"Host\" header".into()));
+                notes.push(Note::new(Level::Info, "client sent HTTP/1.1 request without \"Host\" header"));
                 return Err(400);
             }
             None => info.host = site.name.clone(),
         }
         let target = split_target(&info.raw_target).map_err(|e| {
-            notes.push((Level::Info, format!("client sent invalid request: {e}")));
+            notes.push(Note::new(Level::Info, format!("client sent invalid request: {e}")));
             400u16
         })?;
         info.query = target.query.map(<[u8]>::to_vec);
         let mut uri = Vec::new();
         normalize_path(target.raw_path, &mut uri).map_err(|e| {
-            notes.push((Level::Info, format!("client sent invalid request: {e}")));
+            notes.push(Note::new(Level::Info, format!("client sent invalid request: {e}")));
             400u16
         })?;
         info.uri = uri;
@@ -262,8 +279,7 @@ impl App {
                 .and_then(|v| std::str::from_utf8(v.as_bytes()).ok())
                 .and_then(|v| v.trim().parse::<u64>().ok());
             if let Some(len) = length.filter(|&l| l > max) {
-                notes.push((
-                    Level::Error,
+                notes.push(Note::new(Level::Error,
                     format!("client intended to send too large body: {len} bytes (client_max_body_size is {max})"),
                 ));
                 return Err(413);
@@ -342,8 +358,7 @@ impl App {
                 }
             }
         }
-        notes.push((
-            Level::Error,
+        notes.push(Note::new(Level::Error,
             format!(
                 "rewrite or internal redirection cycle while internally redirecting to \"{}\"",
                 String::from_utf8_lossy(&info.uri)
@@ -393,7 +408,8 @@ impl App {
         Some(serve(&loc.files, &req, notes))
     }
 
-    /// Sends the reply, writes the logs, and says whether the connection may be reused.
+    /// Sends a reply Portico made itself, then writes the logs.
+    #[allow(clippy::too_many_arguments)]
     async fn respond(
         &self,
         session: &mut ServerSession,
@@ -402,7 +418,8 @@ impl App {
         reply: Reply,
         notes: Vec<Note>,
         head_only: bool,
-    ) -> bool {
+        upstream: UpstreamFields,
+    ) -> Done {
         let settings = &rt.site.connection;
         if closes_connection(reply.head.status) {
             session.set_keepalive(None);
@@ -411,30 +428,162 @@ impl App {
         let keepalive = session.as_http1().is_some_and(|h| h.will_keepalive());
         let date = pingora_core::protocols::http::date::get_cached_date();
         let result = send_reply(session, &reply, head_only, keepalive, settings.send_timeout, date.as_bytes()).await;
-
-        let headers = &session.req_header().headers;
-        for (level, message) in &notes {
-            self.log_request_error(rt, *level, message, info, headers);
-        }
         let mut response = ResponseInfo {
             status: reply.head.status,
             content_type: reply.head.content_type.as_deref().map(str::to_string),
             location: reply.head.location.clone(),
+            upstream_addr: upstream.addr,
+            upstream_status: upstream.status,
+            upstream_time: upstream.time,
             ..ResponseInfo::default()
         };
-        let ok = match result {
+        let mut notes = notes;
+        let done = match result {
             Ok(sent) => {
                 response.head_bytes = sent.head_bytes;
                 response.body_bytes = sent.body_bytes;
-                true
+                Done::Finish
             }
             Err(e) => {
-                self.log_request_error(rt, Level::Info, &e.to_string(), info, headers);
-                false
+                notes.push(Note::new(Level::Info, e.to_string()));
+                Done::Abort
             }
         };
-        self.log_access(rt, info, headers, &response, body_read);
-        ok && keepalive
+        self.log_request(rt, info, &session.req_header().headers, &notes, &response, body_read);
+        done
+    }
+
+    /// Forwards to the location's uWSGI pool and relays the answer; errors before any
+    /// response byte went out become Portico's own error pages.
+    #[allow(clippy::too_many_arguments)]
+    async fn forward_to_uwsgi(
+        &self,
+        session: &mut ServerSession,
+        rt: &SiteRuntime,
+        info: &RequestInfo,
+        location: LocationId,
+        mut notes: Vec<Note>,
+        head_only: bool,
+        packet: &mut Vec<u8>,
+    ) -> Done {
+        let site = &rt.site;
+        let settings = &site.connection;
+        let Some(uw) = site.locations[location].uwsgi.as_ref() else {
+            return self.respond(session, rt, info, Reply::error(500), notes, head_only, UpstreamFields::default()).await;
+        };
+        let upstream = &self.upstreams[uw.upstream];
+        let label = format!("uwsgi://{}", upstream.pool.config().name);
+        let chunked = session.req_header().headers.contains_key(http::header::TRANSFER_ENCODING);
+        let body = match prepare_body(session, settings.client_max_body_size, settings.client_body_buffer_size, &settings.client_body_temp_path).await {
+            Ok(b) => b,
+            Err(e) => {
+                let status = match e {
+                    BodyError::TooLarge(n) => {
+                        notes.push(Note::new(
+                            Level::Error,
+                            format!("client intended to send too large chunked body: {n}+ bytes (client_max_body_size is {})", settings.client_max_body_size),
+                        ));
+                        413
+                    }
+                    BodyError::Client { timed_out, detail } => {
+                        notes.push(Note::new(Level::Info, format!("client stopped sending the request body: {detail}")));
+                        if !timed_out {
+                            let response = ResponseInfo { status: 499, ..ResponseInfo::default() };
+                            self.log_request(rt, info, &session.req_header().headers, &notes, &response, 0);
+                            return Done::Abort;
+                        }
+                        408
+                    }
+                    BodyError::TempFile(detail) => {
+                        notes.push(Note::new(Level::Crit, format!("buffering the request body failed: {detail}; check client_body_temp_path")));
+                        500
+                    }
+                };
+                session.set_keepalive(None);
+                return self.respond(session, rt, info, Reply::error(status), notes, head_only, UpstreamFields::default()).await;
+            }
+        };
+        let encoded = {
+            let headers = &session.req_header().headers;
+            let target = split_target(&info.raw_target).unwrap_or(crate::uri::Target { raw_path: b"/", query: None });
+            let mut request_uri = target.raw_path.to_vec();
+            if let Some(q) = target.query {
+                request_uri.push(b'?');
+                request_uri.extend_from_slice(q);
+            }
+            let cgi = CgiRequest {
+                method: info.method.as_str().as_bytes(),
+                request_uri: &request_uri,
+                query: target.query.unwrap_or(b""),
+                path_info: &info.uri,
+                document_root: &info.document_root,
+                protocol: version_str(info.version).as_bytes(),
+                https: false,
+                remote: info.remote,
+                server_port: info.local.map_or(0, |l| l.port()),
+                server_name: site.name.as_bytes(),
+                content_type: headers.get(http::header::CONTENT_TYPE).map(|v| v.as_bytes()),
+                content_length: body.content_length(),
+                body_was_chunked: chunked && !matches!(body, RequestBody::Streaming(_)),
+            };
+            let opts = EncodeOptions {
+                params: &uw.params,
+                modifier1: uw.modifier1,
+                modifier2: uw.modifier2,
+                buffer_size: upstream.pool.config().uwsgi_buffer_size,
+            };
+            let vars = request_vars(info, headers, &site.name);
+            let pairs = || headers.iter().map(|(k, v)| (k.as_str().as_bytes(), v.as_bytes()));
+            encode_request(&cgi, pairs, &opts, &vars, packet)
+        };
+        if let Err(e) = encoded {
+            notes.push(Note {
+                level: Level::Error,
+                message: e.to_string(),
+                upstream: Some(label),
+            });
+            return self.respond(session, rt, info, Reply::error(431), notes, head_only, UpstreamFields::default()).await;
+        }
+        let exchange = Exchange {
+            packet,
+            body,
+            head_request: head_only,
+            client_http10: info.version == Version::HTTP_10,
+        };
+        let forwarded = forward(session, upstream, exchange).await;
+        notes.extend(forwarded.notes);
+        let fields = UpstreamFields {
+            addr: forwarded.upstream_addr,
+            status: forwarded.upstream_status,
+            time: forwarded.upstream_time,
+        };
+        match forwarded.result {
+            Err(499) => {
+                let response = ResponseInfo { status: 499, upstream_addr: fields.addr, upstream_time: fields.time, ..ResponseInfo::default() };
+                self.log_request(rt, info, &session.req_header().headers, &notes, &response, 0);
+                Done::Abort
+            }
+            Err(status) => self.respond(session, rt, info, Reply::error(status), notes, head_only, fields).await,
+            Ok(relayed) => {
+                let response = ResponseInfo {
+                    status: relayed.status,
+                    head_bytes: relayed.head_bytes,
+                    body_bytes: relayed.body_bytes,
+                    upstream_addr: fields.addr,
+                    upstream_status: fields.status,
+                    upstream_time: fields.time,
+                    content_type: relayed.content_type,
+                    location: relayed.location,
+                };
+                let body_read = session.body_bytes_read() as u64;
+                self.log_request(rt, info, &session.req_header().headers, &notes, &response, body_read);
+                if relayed.complete {
+                    Done::Finish
+                } else {
+                    Done::Abort
+                }
+            }
+        }
     }
 
     /// Reads and drops a request body nobody will use, so the connection can be reused;
@@ -477,7 +626,27 @@ impl App {
         read
     }
 
-    fn log_access(&self, rt: &SiteRuntime, info: &RequestInfo, headers: &HeaderMap, response: &ResponseInfo, body_read: u64) {
+    /// Writes the request's error-log notes and its access-log line.
+    fn log_request(&self, rt: &SiteRuntime, info: &RequestInfo, headers: &HeaderMap, notes: &[Note], response: &ResponseInfo, body_read: u64) {
+        let wanted: Vec<&Note> = notes.iter().filter(|n| n.level <= rt.error_level).collect();
+        if !wanted.is_empty() {
+            let client = info.remote.map(|r| r.ip().to_string());
+            let request_line = info.request_line();
+            let host = headers.get(http::header::HOST).map(|h| String::from_utf8_lossy(h.as_bytes()).into_owned());
+            let referrer = headers.get(http::header::REFERER).map(|h| String::from_utf8_lossy(h.as_bytes()).into_owned());
+            for note in wanted {
+                let ctx = ErrorContext {
+                    connection: Some(info.connection),
+                    client: client.as_deref(),
+                    server: Some(&rt.site.name),
+                    request_line: Some(&request_line),
+                    upstream: note.upstream.as_deref(),
+                    host: host.as_deref(),
+                    referrer: referrer.as_deref(),
+                };
+                self.log_error(rt, note.level, &note.message, &ctx);
+            }
+        }
         let Some((sink, format)) = &rt.access else { return };
         let now = chrono::Local::now();
         let vars = Vars {
@@ -489,26 +658,6 @@ impl App {
             request_length: request_head_length(info, headers) + body_read,
         };
         sink.write(format.line(&vars));
-    }
-
-    fn log_request_error(&self, rt: &SiteRuntime, level: Level, message: &str, info: &RequestInfo, headers: &HeaderMap) {
-        if level > rt.error_level {
-            return;
-        }
-        let client = info.remote.map(|r| r.ip().to_string());
-        let request_line = info.request_line();
-        let host = headers.get(http::header::HOST).map(|h| String::from_utf8_lossy(h.as_bytes()).into_owned());
-        let referrer = headers.get(http::header::REFERER).map(|h| String::from_utf8_lossy(h.as_bytes()).into_owned());
-        let ctx = ErrorContext {
-            connection: Some(info.connection),
-            client: client.as_deref(),
-            server: Some(&rt.site.name),
-            request_line: Some(&request_line),
-            upstream: None,
-            host: host.as_deref(),
-            referrer: referrer.as_deref(),
-        };
-        self.log_error(rt, level, message, &ctx);
     }
 
     fn log_error(&self, rt: &SiteRuntime, level: Level, message: &str, ctx: &ErrorContext) {

@@ -14,6 +14,7 @@ use tokio::signal::unix::{signal, SignalKind};
 use crate::config::Config;
 use crate::log::writer::LogWriter;
 use crate::static_files::open::openat2_available;
+use crate::uwsgi::forward::Upstream;
 
 use super::app::{App, SiteRuntime};
 
@@ -43,7 +44,8 @@ pub fn run(config: Config, config_path: &str) -> Result<(), String> {
             site,
         })
         .collect();
-    let app = App::new(sites, config.servers);
+    let upstreams = config.upstreams.into_iter().map(Upstream::new).collect();
+    let app = App::new(sites, config.servers, upstreams);
 
     let conf = ServerConf {
         threads: config.global.worker_threads,

@@ -47,6 +47,11 @@ pub struct ConnectionSettings {
     pub client_body_timeout: Duration,
     /// Largest request body accepted; larger gets 413 before it is read (nginx: 1m).
     pub client_max_body_size: u64,
+    /// A chunked request body is de-chunked in memory up to this size, then in a temporary
+    /// file (nginx: 16k).
+    pub client_body_buffer_size: u64,
+    /// Where those temporary files are made (unnamed, gone when closed).
+    pub client_body_temp_path: std::path::PathBuf,
 }
 
 impl ConnectionSettings {
@@ -58,6 +63,8 @@ impl ConnectionSettings {
             client_header_timeout: Duration::from_secs(60),
             client_body_timeout: Duration::from_secs(60),
             client_max_body_size: 1 << 20,
+            client_body_buffer_size: 16 << 10,
+            client_body_temp_path: std::env::temp_dir(),
         }
     }
 
@@ -74,6 +81,12 @@ impl ConnectionSettings {
             client_max_body_size: s
                 .get::<Size>("client_max_body_size", "client_max_body_size = \"1m\"   # 0 for no limit", diags)
                 .map_or(base.client_max_body_size, |v| v.into_inner().0),
+            client_body_buffer_size: s
+                .get::<Size>("client_body_buffer_size", "client_body_buffer_size = \"16k\"", diags)
+                .map_or(base.client_body_buffer_size, |v| v.into_inner().0),
+            client_body_temp_path: s
+                .get::<String>("client_body_temp_path", "client_body_temp_path = \"/var/cache/portico\"", diags)
+                .map_or_else(|| base.client_body_temp_path.clone(), |v| diags.absolute(v.get_ref()).into()),
         }
     }
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::{HeaderMap, Method};
 
-use crate::log::Level;
+use crate::log::{Level, Note};
 use crate::response::{Body, Head, Part, Reply};
 use crate::uri::escape_path;
 use crate::variables::{Escape, VarSource};
@@ -46,9 +46,6 @@ pub enum Outcome {
     Named(String),
 }
 
-/// An error-log line a step wants written.
-pub type Note = (Level, String);
-
 /// Runs `try_files`: `Ok(uri)` is the entry that exists (the URI to serve from now on),
 /// `Err(outcome)` is the fallback.
 pub fn try_files(cfg: &FilesConfig, req: &FileRequest) -> Result<Vec<u8>, Outcome> {
@@ -83,8 +80,7 @@ pub fn serve(cfg: &FilesConfig, req: &FileRequest, notes: &mut Vec<Note>) -> Out
     }
     if cfg.hidden_files == HiddenFiles::Deny && is_hidden(req.uri) {
         if cfg.log_not_found {
-            notes.push((
-                Level::Error,
+            notes.push(Note::new(Level::Error,
                 format!(
                     "access to hidden file \"{}\" denied (hidden_files = \"deny\")",
                     String::from_utf8_lossy(req.uri)
@@ -125,7 +121,7 @@ pub fn serve(cfg: &FilesConfig, req: &FileRequest, notes: &mut Vec<Note>) -> Out
                 FailureKind::Internal => (500, Level::Crit),
             };
             if status != 404 || cfg.log_not_found || level == Level::Crit {
-                notes.push((level, f.log_message));
+                notes.push(Note::new(level, f.log_message));
             }
             Outcome::Status(status)
         }
@@ -141,8 +137,7 @@ fn not_allowed() -> Reply {
 fn unmappable(cfg: &FilesConfig, req: &FileRequest, why: Unmappable, notes: &mut Vec<Note>) -> Outcome {
     if cfg.log_not_found {
         let uri = String::from_utf8_lossy(req.uri);
-        notes.push((
-            Level::Error,
+        notes.push(Note::new(Level::Error,
             match why {
                 Unmappable::NoRoot => format!(
                     "\"{uri}\" is not served: this location has no `root` or `alias`"
@@ -176,15 +171,13 @@ fn serve_index(cfg: &FilesConfig, req: &FileRequest, notes: &mut Vec<Note>) -> O
     }
     let shown = String::from_utf8_lossy(&dir.full()).into_owned();
     if exists(&dir, true, cfg.symlinks) {
-        notes.push((
-            Level::Error,
+        notes.push(Note::new(Level::Error,
             format!("directory index of \"{shown}\" is forbidden"),
         ));
         Outcome::Status(403)
     } else {
         if cfg.log_not_found {
-            notes.push((
-                Level::Error,
+            notes.push(Note::new(Level::Error,
                 format!("\"{shown}\" is not found (2: No such file or directory)"),
             ));
         }

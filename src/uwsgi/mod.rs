@@ -1,22 +1,12 @@
-//! Forwarding to uWSGI over the binary uwsgi protocol. Owns `uwsgi_pass`.
+//! Forwarding to uWSGI over the binary uwsgi protocol, as nginx's `uwsgi_pass` does.
+//!
+//! `codec` turns requests into packets and uWSGI's answers into heads and bodies (pure);
+//! `config` owns `uwsgi_pass`, `uwsgi_param` and `[upstream.NAME]`; `pool` chooses a
+//! backend and keeps its passive health (no I/O); `forward` moves the bytes between the
+//! client, the codec and the backend's socket.
 
 pub mod codec;
-
-use crate::config::diag::Diagnostics;
-use crate::config::section::Section;
-
-/// A location's `uwsgi_pass`.
-#[derive(Clone, Debug)]
-pub struct UwsgiLocation {
-    /// `unix:/path.sock`, `host:port`, or the name of an `[upstream.NAME]`.
-    pub pass: String,
-}
-
-impl UwsgiLocation {
-    pub fn parse(s: &mut Section, diags: &mut Diagnostics) -> Option<UwsgiLocation> {
-        let pass = s.get::<String>("uwsgi_pass", "uwsgi_pass = \"unix:/tmp/flaskbb.sock\"", diags)?;
-        Some(UwsgiLocation {
-            pass: pass.into_inner(),
-        })
-    }
-}
+pub mod config;
+pub mod pool;
+#[cfg(feature = "server")]
+pub mod forward;

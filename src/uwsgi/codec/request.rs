@@ -123,8 +123,10 @@ pub fn is_stock_param(name: &str) -> bool {
 }
 
 /// Encodes the packet (header and vars, not the body) into `buf`, which is cleared first
-/// and may be reused across requests. Returns the packet's length.
-pub fn encode_request<'h, H>(
+/// and may be reused across requests. Returns the packet's length. `headers` yields the
+/// request headers in arrival order each time it is called (it is walked more than once
+/// to join repeated names without allocating).
+pub fn encode_request<'h, H, I>(
     req: &CgiRequest,
     headers: H,
     opts: &EncodeOptions,
@@ -132,7 +134,8 @@ pub fn encode_request<'h, H>(
     buf: &mut Vec<u8>,
 ) -> Result<usize, EncodeError>
 where
-    H: Iterator<Item = (&'h [u8], &'h [u8])> + Clone,
+    H: Fn() -> I,
+    I: Iterator<Item = (&'h [u8], &'h [u8])>,
 {
     buf.clear();
     let mut w = PacketWriter::new(buf);
@@ -149,15 +152,15 @@ where
 
     let mut largest = LargestHeader::default();
     let mut key = Vec::with_capacity(64);
-    for (i, (name, value)) in headers.clone().enumerate() {
+    for (i, (name, value)) in headers().enumerate() {
         if !forwardable(name, req.body_was_chunked)
-            || headers.clone().take(i).any(|(earlier, _)| earlier.eq_ignore_ascii_case(name))
+            || headers().take(i).any(|(earlier, _)| earlier.eq_ignore_ascii_case(name))
             || opts.params.iter().any(|p| is_header_var(p.name.as_bytes(), name))
         {
             continue;
         }
         header_var_name(name, &mut key);
-        let later = headers.clone().skip(i + 1).filter(|(n, _)| n.eq_ignore_ascii_case(name));
+        let later = headers().skip(i + 1).filter(|(n, _)| n.eq_ignore_ascii_case(name));
         let sep: &[u8] = if name.eq_ignore_ascii_case(b"cookie") { b"; " } else { b", " };
         let size = w.push_with(
             &key,
@@ -324,7 +327,7 @@ mod tests {
     fn encode(req: &CgiRequest, headers: &[(&str, &str)], params: &[Param], buffer_size: usize) -> Result<Vec<(String, String)>, EncodeError> {
         let mut buf = Vec::new();
         let opts = EncodeOptions { params, modifier1: 0, modifier2: 0, buffer_size };
-        let it = headers.iter().map(|(k, v)| (k.as_bytes(), v.as_bytes()));
+        let it = || headers.iter().map(|(k, v)| (k.as_bytes(), v.as_bytes()));
         encode_request(req, it, &opts, &HostVar, &mut buf)?;
         let p = decode(&buf).expect("our packets decode");
         Ok(p.vars

@@ -36,9 +36,13 @@ pub struct ResponseHead {
     pub status: u16,
     /// The app's reason phrase, if it gave one.
     pub reason: Option<String>,
-    /// End-to-end headers, in the app's order (repeated ones kept as separate entries).
-    pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// End-to-end headers, in the app's order and spelling (repeated ones kept as
+    /// separate entries); the names are valid header names.
+    pub headers: Vec<(String, HeaderValue)>,
     pub framing: Framing,
+    /// The app's `Content-Length`, also when there is no body to frame (a HEAD response
+    /// still tells the client the length).
+    pub declared_length: Option<u64>,
     /// Bytes of the head, including the blank line; the body starts here.
     pub head_len: usize,
 }
@@ -105,7 +109,7 @@ pub fn parse_head(buf: &[u8], limit: usize, head_request: bool) -> Result<Option
             detail: format!("status {status} cannot be relayed"),
         });
     }
-    let framing = framing(headers, status, head_request)?;
+    let (framing, declared_length) = framing(headers, status, head_request)?;
     let connection_tokens: Vec<&[u8]> = headers
         .iter()
         .filter(|h| h.name.eq_ignore_ascii_case("connection"))
@@ -117,19 +121,20 @@ pub fn parse_head(buf: &[u8], limit: usize, head_request: bool) -> Result<Option
         if is_hop_by_hop(h.name) || connection_tokens.iter().any(|t| t.eq_ignore_ascii_case(h.name.as_bytes())) {
             continue;
         }
-        let name = HeaderName::from_bytes(h.name.as_bytes()).map_err(|_| HeadError::Invalid {
+        HeaderName::from_bytes(h.name.as_bytes()).map_err(|_| HeadError::Invalid {
             detail: format!("header name {:?}", h.name),
         })?;
         let value = HeaderValue::from_bytes(trim(h.value)).map_err(|_| HeadError::Invalid {
             detail: format!("value of {}", h.name),
         })?;
-        out.push((name, value));
+        out.push((h.name.to_string(), value));
     }
     Ok(Some(ResponseHead {
         status,
         reason,
         headers: out,
         framing,
+        declared_length,
         head_len,
     }))
 }
@@ -175,7 +180,7 @@ fn cgi_status(headers: &[httparse::Header]) -> Result<(u16, Option<String>), Hea
     Ok((200, None))
 }
 
-fn framing(headers: &[httparse::Header], status: u16, head_request: bool) -> Result<Framing, HeadError> {
+fn framing(headers: &[httparse::Header], status: u16, head_request: bool) -> Result<(Framing, Option<u64>), HeadError> {
     let mut lengths = headers.iter().filter(|h| h.name.eq_ignore_ascii_case("content-length"));
     let length = lengths.next();
     if length.is_some() && lengths.next().is_some() {
@@ -207,13 +212,14 @@ fn framing(headers: &[httparse::Header], status: u16, head_request: bool) -> Res
         }
     }
     if head_request || status == 204 || status == 304 {
-        return Ok(Framing::None);
+        return Ok((Framing::None, length));
     }
-    Ok(match (length, te) {
+    let framing = match (length, te) {
         (Some(n), _) => Framing::Length(n),
         (None, Some(_)) => Framing::Chunked,
         (None, None) => Framing::UntilClose,
-    })
+    };
+    Ok((framing, length))
 }
 
 fn is_hop_by_hop(name: &str) -> bool {
@@ -246,7 +252,7 @@ mod tests {
     }
 
     fn names(h: &ResponseHead) -> Vec<String> {
-        h.headers.iter().map(|(n, v)| format!("{}: {}", n, v.to_str().unwrap())).collect()
+        h.headers.iter().map(|(n, v)| format!("{}: {}", n.to_ascii_lowercase(), v.to_str().unwrap())).collect()
     }
 
     #[test]
@@ -302,7 +308,7 @@ mod tests {
         let h = parse(b"HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\n").unwrap().unwrap();
         assert_eq!(h.framing, Framing::None);
         let h = parse_head(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n", 4096, true).unwrap().unwrap();
-        assert_eq!(h.framing, Framing::None);
+        assert_eq!((h.framing, h.declared_length), (Framing::None, Some(1000)));
     }
 
     #[test]

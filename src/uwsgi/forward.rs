@@ -1,0 +1,798 @@
+//! Moving one request to uWSGI and its answer back: read (or de-chunk) the request body,
+//! pick and connect a backend (retrying the next one only when connecting failed), write
+//! the packet and stream the body, read and check the response head, and relay the body
+//! to the client with backpressure. The bytes are the codec's business; this module only
+//! moves them, and says in nginx's words what went wrong and what to check.
+
+use std::fs::File;
+use std::io::{self, Write};
+use std::os::unix::fs::{FileExt, MetadataExt, PermissionsExt};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use nix::errno::Errno;
+use pingora_core::protocols::http::ServerSession;
+use pingora_http::ResponseHeader;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
+use tokio::sync::Notify;
+
+use crate::log::{Level, Note};
+
+use super::codec::chunked::ChunkedDecoder;
+use super::codec::response::{parse_head, Framing, ResponseHead};
+use super::config::{BackendAddr, UpstreamConfig};
+use super::pool::{Pick, Pool};
+
+/// Largest response head accepted from uWSGI (nginx's default is one page, 4 KiB, which
+/// apps setting several cookies exceed).
+const MAX_RESPONSE_HEAD: usize = 32 << 10;
+/// Bytes read from uWSGI at a time while relaying.
+const READ_CHUNK: usize = 64 << 10;
+
+/// A pool with the signal that a slot was freed.
+pub struct Upstream {
+    pub pool: Pool,
+    freed: Arc<Notify>,
+}
+
+impl Upstream {
+    pub fn new(config: UpstreamConfig) -> Upstream {
+        let freed = Arc::new(Notify::new());
+        let hook = freed.clone();
+        Upstream {
+            pool: Pool::new(config, Box::new(move || hook.notify_waiters())),
+            freed,
+        }
+    }
+}
+
+/// The request body, as it will be sent.
+pub enum RequestBody {
+    None,
+    /// `Content-Length` bytes, streamed from the client as they arrive.
+    Streaming(u64),
+    /// A de-chunked body, in memory or in an unnamed temporary file.
+    Memory(Bytes),
+    File { file: File, len: u64 },
+}
+
+impl RequestBody {
+    /// `CONTENT_LENGTH` for the packet.
+    pub fn content_length(&self) -> Option<u64> {
+        match self {
+            RequestBody::None => None,
+            RequestBody::Streaming(n) => Some(*n),
+            RequestBody::Memory(b) => Some(b.len() as u64),
+            RequestBody::File { len, .. } => Some(*len),
+        }
+    }
+}
+
+/// Why the client's body could not be read.
+pub enum BodyError {
+    /// Over `client_max_body_size`: 413.
+    TooLarge(u64),
+    /// The client stopped sending (timeout: 408) or went away.
+    Client { timed_out: bool, detail: String },
+    /// The temporary file could not be made or written: 500.
+    TempFile(String),
+}
+
+fn expects_continue(session: &ServerSession) -> bool {
+    session
+        .req_header()
+        .headers
+        .get(http::header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"))
+}
+
+/// Decides how the body will be sent; a chunked body is read and de-chunked completely
+/// first (uWSGI needs `CONTENT_LENGTH`), in memory up to `buffer_size`, then in a file.
+pub async fn prepare_body(
+    session: &mut ServerSession,
+    max_size: u64,
+    buffer_size: u64,
+    temp_dir: &std::path::Path,
+) -> Result<RequestBody, BodyError> {
+    if session.is_body_empty() {
+        let declared = session.req_header().headers.contains_key(http::header::CONTENT_LENGTH);
+        // `Content-Length: 0` is a body of length 0 (CONTENT_LENGTH "0"), as nginx sends
+        return Ok(if declared { RequestBody::Memory(Bytes::new()) } else { RequestBody::None });
+    }
+    let headers = &session.req_header().headers;
+    if !headers.contains_key(http::header::TRANSFER_ENCODING) {
+        let len = headers
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| std::str::from_utf8(v.as_bytes()).ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .unwrap_or(0);
+        return Ok(RequestBody::Streaming(len));
+    }
+    if expects_continue(session) {
+        let _ = session.write_continue_response().await;
+    }
+    let mut memory = BytesMut::new();
+    let mut file: Option<File> = None;
+    let mut total: u64 = 0;
+    loop {
+        let chunk = match session.read_request_body().await {
+            Ok(Some(c)) => c,
+            Ok(None) => break,
+            Err(e) => {
+                return Err(BodyError::Client {
+                    timed_out: matches!(e.etype(), pingora_core::ErrorType::ReadTimedout),
+                    detail: e.to_string(),
+                })
+            }
+        };
+        total += chunk.len() as u64;
+        if max_size > 0 && total > max_size {
+            return Err(BodyError::TooLarge(total));
+        }
+        match &mut file {
+            Some(f) => f.write_all(&chunk).map_err(|e| BodyError::TempFile(e.to_string()))?,
+            None if memory.len() as u64 + chunk.len() as u64 > buffer_size => {
+                let mut f = temp_file(temp_dir).map_err(|e| {
+                    BodyError::TempFile(format!("cannot create a temporary file in {}: {e}", temp_dir.display()))
+                })?;
+                f.write_all(&memory)
+                    .and_then(|_| f.write_all(&chunk))
+                    .map_err(|e| BodyError::TempFile(e.to_string()))?;
+                memory.clear();
+                file = Some(f);
+            }
+            None => memory.extend_from_slice(&chunk),
+        }
+    }
+    Ok(match file {
+        Some(file) => RequestBody::File { file, len: total },
+        None => RequestBody::Memory(memory.freeze()),
+    })
+}
+
+/// An unnamed file (O_TMPFILE): nothing to clean up, even after a crash.
+fn temp_file(dir: &std::path::Path) -> io::Result<File> {
+    use nix::fcntl::{open, OFlag};
+    use nix::sys::stat::Mode;
+    let fd = open(dir, OFlag::O_TMPFILE | OFlag::O_RDWR | OFlag::O_CLOEXEC, Mode::from_bits_truncate(0o600))?;
+    Ok(File::from(fd))
+}
+
+trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
+
+/// What happened, for the response and the logs.
+pub struct Forwarded {
+    /// `Ok` when a response was relayed; `Err(status)` when nothing was sent to the client
+    /// and it should get this error page.
+    pub result: Result<Relayed, u16>,
+    pub notes: Vec<Note>,
+    /// `$upstream_addr`: every server tried, comma-separated.
+    pub upstream_addr: Option<String>,
+    pub upstream_status: Option<u16>,
+    pub upstream_time: Option<Duration>,
+}
+
+/// A response that went to the client.
+pub struct Relayed {
+    pub status: u16,
+    /// Size of the response head sent (pingora adds `Date` and `Connection`, estimated).
+    pub head_bytes: u64,
+    pub body_bytes: u64,
+    /// False when the relay broke off: the connection must be closed, not finished (a
+    /// clean finish would make a truncated body look complete).
+    pub complete: bool,
+    /// Whether the whole request body was read (otherwise no keep-alive).
+    pub request_consumed: bool,
+    pub content_type: Option<String>,
+    pub location: Option<String>,
+}
+
+/// The parts of the request the relay needs besides the session.
+pub struct Exchange<'a> {
+    pub packet: &'a [u8],
+    pub body: RequestBody,
+    pub head_request: bool,
+    pub client_http10: bool,
+}
+
+struct Failure {
+    status: u16,
+    level: Level,
+    message: String,
+    /// Counts against the server's passive health.
+    health: bool,
+}
+
+fn upstream_label(addr: &BackendAddr) -> String {
+    format!("uwsgi://{addr}")
+}
+
+/// Forwards one request through `upstream` and relays the answer.
+pub async fn forward(session: &mut ServerSession, upstream: &Upstream, exchange: Exchange<'_>) -> Forwarded {
+    let pool = &upstream.pool;
+    let cfg = pool.config();
+    let started = Instant::now();
+    let mut notes = Vec::new();
+    let mut tried: Vec<usize> = Vec::new();
+    let mut addrs: Vec<String> = Vec::new();
+    let mut last_status = 502;
+    let wait_deadline = Instant::now() + cfg.connect_timeout;
+
+    let (stream, slot) = loop {
+        if tried.len() >= pool.tries() {
+            return failed(last_status, notes, addrs, started);
+        }
+        let freed = upstream.freed.notified();
+        tokio::pin!(freed);
+        freed.as_mut().enable();
+        let slot = match pool.acquire(Instant::now(), &tried) {
+            Pick::Got(slot) => slot,
+            Pick::AllBusy => {
+                let left = wait_deadline.saturating_duration_since(Instant::now());
+                if tokio::time::timeout(left, freed).await.is_err() {
+                    notes.push(Note {
+                        level: Level::Error,
+                        message: format!(
+                            "every server of upstream \"{}\" is at max_conns and no slot was freed within connect_timeout ({})",
+                            cfg.name,
+                            show_duration(cfg.connect_timeout)
+                        ),
+                        upstream: None,
+                    });
+                    return failed(503, notes, addrs, started);
+                }
+                continue;
+            }
+            Pick::NoneLeft => {
+                if tried.is_empty() {
+                    notes.push(Note {
+                        level: Level::Error,
+                        message: format!(
+                            "no live upstreams while connecting to upstream: every server of \"{}\" failed recently and is skipped for fail_timeout ({})",
+                            cfg.name,
+                            show_duration(cfg.fail_timeout)
+                        ),
+                        upstream: Some(format!("uwsgi://{}", cfg.name)),
+                    });
+                }
+                return failed(last_status, notes, addrs, started);
+            }
+        };
+        let addr = slot.addr().clone();
+        tried.push(slot.index());
+        addrs.push(addr.to_string());
+        match connect(&addr, cfg.connect_timeout).await {
+            Ok(s) => break (s, slot),
+            Err(f) => {
+                pool.record_failure(slot.index(), Instant::now());
+                last_status = f.status;
+                notes.push(Note {
+                    level: f.level,
+                    message: f.message,
+                    upstream: Some(upstream_label(&addr)),
+                });
+            }
+        }
+    };
+
+    let label = upstream_label(slot.addr());
+    let outcome = exchange_with(session, stream, cfg, exchange).await;
+    let upstream_time = Some(started.elapsed());
+    let addr_list = Some(addrs.join(", "));
+    match outcome {
+        Ok((relayed, mut relay_notes)) => {
+            pool.record_success(slot.index());
+            for n in &mut relay_notes {
+                n.upstream = Some(label.clone());
+            }
+            notes.append(&mut relay_notes);
+            Forwarded {
+                upstream_status: Some(relayed.status),
+                result: Ok(relayed),
+                notes,
+                upstream_addr: addr_list,
+                upstream_time,
+            }
+        }
+        Err(f) => {
+            if f.health {
+                pool.record_failure(slot.index(), Instant::now());
+            }
+            notes.push(Note {
+                level: f.level,
+                message: f.message,
+                upstream: Some(label),
+            });
+            Forwarded {
+                result: Err(f.status),
+                notes,
+                upstream_addr: addr_list,
+                upstream_status: Some(f.status),
+                upstream_time,
+            }
+        }
+    }
+}
+
+fn failed(status: u16, notes: Vec<Note>, addrs: Vec<String>, started: Instant) -> Forwarded {
+    Forwarded {
+        result: Err(status),
+        notes,
+        upstream_status: (!addrs.is_empty()).then_some(status),
+        upstream_addr: (!addrs.is_empty()).then(|| addrs.join(", ")),
+        upstream_time: (!addrs.is_empty()).then(|| started.elapsed()),
+    }
+}
+
+fn show_duration(d: Duration) -> String {
+    if d.subsec_millis() == 0 {
+        format!("{}s", d.as_secs())
+    } else {
+        format!("{}ms", d.as_millis())
+    }
+}
+
+async fn connect(addr: &BackendAddr, timeout: Duration) -> Result<Box<dyn Stream>, Failure> {
+    let attempt = async {
+        match addr {
+            BackendAddr::Unix(path) => tokio::net::UnixStream::connect(path).await.map(|s| Box::new(s) as Box<dyn Stream>),
+            BackendAddr::Tcp(sa) => tokio::net::TcpStream::connect(sa).await.map(|s| {
+                let _ = s.set_nodelay(true);
+                Box::new(s) as Box<dyn Stream>
+            }),
+        }
+    };
+    match tokio::time::timeout(timeout, attempt).await {
+        Ok(Ok(s)) => Ok(s),
+        Ok(Err(e)) => Err(connect_failure(addr, &e)),
+        Err(_) => Err(Failure {
+            status: 504,
+            level: Level::Error,
+            message: format!("upstream timed out (110: Connection timed out) while connecting to upstream {addr}"),
+            health: true,
+        }),
+    }
+}
+
+/// nginx's connect() line, with what to check for each errno.
+fn connect_failure(addr: &BackendAddr, e: &io::Error) -> Failure {
+    let errno = e.raw_os_error().map(Errno::from_raw);
+    let code = e.raw_os_error().unwrap_or(0);
+    let text = errno.map_or_else(|| e.to_string(), |n| n.desc().to_string());
+    let hint = match errno {
+        Some(Errno::ENOENT) => " (is uWSGI running? its `socket` option must name this path)".to_string(),
+        Some(Errno::ECONNREFUSED) => match addr {
+            BackendAddr::Unix(_) => " (the socket file exists but nothing listens on it: uWSGI stopped, or left a stale socket)".into(),
+            BackendAddr::Tcp(_) => " (nothing listens there: is uWSGI running?)".into(),
+        },
+        Some(Errno::EAGAIN) => " (uWSGI's listen queue is full: every worker is busy; raise uWSGI's `listen` or add workers)".into(),
+        Some(Errno::EACCES) => permission_hint(addr),
+        _ => String::new(),
+    };
+    // nginx logs a missing or forbidden socket at crit, a refused or busy one at error
+    let level = match errno {
+        Some(Errno::ECONNREFUSED | Errno::EAGAIN | Errno::ECONNRESET | Errno::ENETDOWN | Errno::ENETUNREACH | Errno::EHOSTDOWN | Errno::EHOSTUNREACH) => Level::Error,
+        _ => Level::Crit,
+    };
+    Failure {
+        status: 502,
+        level,
+        message: format!("connect() to {addr} failed ({code}: {text}){hint} while connecting to upstream"),
+        health: true,
+    }
+}
+
+/// Who owns the socket and who we are, for the classic chmod-socket=600 trap.
+fn permission_hint(addr: &BackendAddr) -> String {
+    let BackendAddr::Unix(path) = addr else {
+        return String::new();
+    };
+    let me = nix::unistd::geteuid();
+    let user = |uid: u32| {
+        nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
+            .ok()
+            .flatten()
+            .map_or_else(|| uid.to_string(), |u| u.name)
+    };
+    let group = |gid: u32| {
+        nix::unistd::Group::from_gid(nix::unistd::Gid::from_raw(gid))
+            .ok()
+            .flatten()
+            .map_or_else(|| gid.to_string(), |g| g.name)
+    };
+    match std::fs::metadata(path) {
+        Ok(m) => format!(
+            " (the socket has mode {:o} and belongs to {}:{}, Portico runs as {}: make uWSGI create it for this user, e.g. chown-socket = {} in its ini, or give a shared group chmod-socket = 660; also check the directories on the path)",
+            m.permissions().mode() & 0o7777,
+            user(m.uid()),
+            group(m.gid()),
+            user(me.as_raw()),
+            user(me.as_raw())
+        ),
+        Err(_) => format!(
+            " (a directory on the path is not searchable by {}, the user Portico runs as)",
+            user(me.as_raw())
+        ),
+    }
+}
+
+fn is_peer_gone(e: &io::Error) -> bool {
+    matches!(e.kind(), io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset)
+}
+
+fn io_failure(call: &str, action: &str, e: &io::Error) -> Failure {
+    Failure {
+        status: 502,
+        level: Level::Error,
+        message: format!("{call} failed ({}: {}) while {action}", e.raw_os_error().unwrap_or(0), errno_text(e)),
+        health: true,
+    }
+}
+
+fn errno_text(e: &io::Error) -> String {
+    e.raw_os_error()
+        .map_or_else(|| e.to_string(), |n| Errno::from_raw(n).desc().to_string())
+}
+
+fn timed_out(action: &str) -> Failure {
+    Failure {
+        status: 504,
+        level: Level::Error,
+        message: format!("upstream timed out (110: Connection timed out) while {action}"),
+        health: true,
+    }
+}
+
+/// How sending the request ended.
+enum Sent {
+    /// Packet and body written.
+    All,
+    /// uWSGI answered (or hung up) before taking the whole body.
+    Early,
+}
+
+async fn exchange_with(
+    session: &mut ServerSession,
+    stream: Box<dyn Stream>,
+    cfg: &UpstreamConfig,
+    exchange: Exchange<'_>,
+) -> Result<(Relayed, Vec<Note>), Failure> {
+    let (mut rd, mut wr) = tokio::io::split(stream);
+    let mut resp = BytesMut::with_capacity(8192);
+    let streaming = matches!(exchange.body, RequestBody::Streaming(_));
+    let sent = send_request(session, &mut rd, &mut wr, &mut resp, &exchange, cfg).await?;
+    let request_consumed = !streaming || matches!(sent, Sent::All) || session.is_body_done();
+
+    let head = read_head(&mut rd, &mut resp, exchange.head_request, cfg.read_timeout, matches!(sent, Sent::Early)).await?;
+    let mut notes = Vec::new();
+    let header = client_head(&head, exchange.client_http10, exchange.head_request).map_err(|e| Failure {
+        status: 502,
+        level: Level::Error,
+        message: format!("upstream sent a response head Portico cannot relay: {e}"),
+        health: false,
+    })?;
+    let value_of = |name: &str| {
+        head.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .and_then(|(_, v)| v.to_str().ok())
+            .map(str::to_string)
+    };
+    let content_type = value_of("content-type");
+    let location = value_of("location");
+    if !request_consumed {
+        session.set_keepalive(None);
+    }
+    let mut wire = BytesMut::new();
+    header.header_to_h1_wire(&mut wire);
+    // status line, Date and Connection lines, blank line
+    let head_bytes = wire.len() as u64 + 17 + 37 + 24 + 2;
+    let mut relayed = Relayed {
+        status: head.status,
+        head_bytes,
+        body_bytes: 0,
+        complete: true,
+        request_consumed,
+        content_type,
+        location,
+    };
+    if let Err(e) = session.write_response_header(Box::new(header)).await {
+        notes.push(Note {
+            level: Level::Info,
+            message: format!("client closed the connection while sending the response head to client ({e})"),
+            upstream: None,
+        });
+        relayed.complete = false;
+        return Ok((relayed, notes));
+    }
+    let _ = resp.split_to(head.head_len);
+    let body_result = relay_body(session, &mut rd, resp, head.framing, cfg.read_timeout, &mut relayed, matches!(sent, Sent::Early)).await;
+    if let Err(note) = body_result {
+        relayed.complete = false;
+        notes.push(note);
+    }
+    Ok((relayed, notes))
+}
+
+async fn send_request(
+    session: &mut ServerSession,
+    rd: &mut ReadHalf<Box<dyn Stream>>,
+    wr: &mut WriteHalf<Box<dyn Stream>>,
+    resp: &mut BytesMut,
+    exchange: &Exchange<'_>,
+    cfg: &UpstreamConfig,
+) -> Result<Sent, Failure> {
+    let action = "sending request to upstream";
+    if !write_watching(rd, wr, exchange.packet, resp, cfg.send_timeout).await? {
+        return Ok(Sent::Early);
+    }
+    match &exchange.body {
+        RequestBody::None => {}
+        RequestBody::Memory(b) => {
+            if !write_watching(rd, wr, b, resp, cfg.send_timeout).await? {
+                return Ok(Sent::Early);
+            }
+        }
+        RequestBody::File { file, len } => {
+            let mut pos = 0u64;
+            let mut buf = vec![0u8; READ_CHUNK];
+            while pos < *len {
+                let want = usize::try_from(len - pos).unwrap_or(READ_CHUNK).min(READ_CHUNK);
+                let n = file.read_at(&mut buf[..want], pos).map_err(|e| Failure {
+                    status: 500,
+                    level: Level::Crit,
+                    message: format!("reading the buffered request body back failed: {e}"),
+                    health: false,
+                })?;
+                if n == 0 {
+                    break;
+                }
+                if !write_watching(rd, wr, &buf[..n], resp, cfg.send_timeout).await? {
+                    return Ok(Sent::Early);
+                }
+                pos += n as u64;
+            }
+        }
+        RequestBody::Streaming(_) => {
+            if expects_continue(session) {
+                let _ = session.write_continue_response().await;
+            }
+            loop {
+                let chunk = tokio::select! {
+                    biased;
+                    r = rd.read_buf(resp) => {
+                        return match r {
+                            Ok(_) => Ok(Sent::Early),
+                            Err(e) if is_peer_gone(&e) => Ok(Sent::Early),
+                            Err(e) => Err(io_failure("recv()", action, &e)),
+                        };
+                    }
+                    c = session.read_request_body() => c,
+                };
+                match chunk {
+                    Ok(Some(bytes)) => {
+                        if !write_watching(rd, wr, &bytes, resp, cfg.send_timeout).await? {
+                            return Ok(Sent::Early);
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        let timed_out = matches!(e.etype(), pingora_core::ErrorType::ReadTimedout);
+                        return Err(Failure {
+                            status: if timed_out { 408 } else { 499 },
+                            level: Level::Info,
+                            message: if timed_out {
+                                "client timed out (110: Connection timed out) while sending request body".into()
+                            } else {
+                                format!("client prematurely closed connection while sending request to upstream ({e})")
+                            },
+                            health: false,
+                        });
+                    }
+                }
+            }
+        }
+    }
+    let _ = wr.flush().await;
+    Ok(Sent::All)
+}
+
+/// Writes `data` while watching for uWSGI to answer early. `Ok(false)`: it answered or
+/// hung up first (the rest of the body is not wanted).
+async fn write_watching(
+    rd: &mut ReadHalf<Box<dyn Stream>>,
+    wr: &mut WriteHalf<Box<dyn Stream>>,
+    data: &[u8],
+    resp: &mut BytesMut,
+    timeout: Duration,
+) -> Result<bool, Failure> {
+    let action = "sending request to upstream";
+    let write = wr.write_all(data);
+    tokio::pin!(write);
+    tokio::select! {
+        r = &mut write => match r {
+            Ok(()) => Ok(true),
+            Err(e) if is_peer_gone(&e) => Ok(false),
+            Err(e) => Err(io_failure("writev()", action, &e)),
+        },
+        r = rd.read_buf(resp) => match r {
+            Ok(_) => Ok(false),
+            Err(e) if is_peer_gone(&e) => Ok(false),
+            Err(e) => Err(io_failure("recv()", action, &e)),
+        },
+        _ = tokio::time::sleep(timeout) => Err(timed_out(action)),
+    }
+}
+
+async fn read_head(
+    rd: &mut ReadHalf<Box<dyn Stream>>,
+    resp: &mut BytesMut,
+    head_request: bool,
+    timeout: Duration,
+    early: bool,
+) -> Result<ResponseHead, Failure> {
+    let action = "reading response header from upstream";
+    loop {
+        match parse_head(resp, MAX_RESPONSE_HEAD, head_request) {
+            Ok(Some(h)) => return Ok(h),
+            Ok(None) => {}
+            Err(e) => {
+                return Err(Failure {
+                    status: 502,
+                    level: Level::Error,
+                    message: format!("{e} while {action}"),
+                    health: true,
+                })
+            }
+        }
+        match tokio::time::timeout(timeout, rd.read_buf(resp)).await {
+            Ok(Ok(0)) => {
+                return Err(Failure {
+                    status: 502,
+                    level: Level::Error,
+                    message: if early {
+                        format!("upstream closed the connection before reading the whole request body and without a response while {action}")
+                    } else {
+                        format!("upstream prematurely closed connection while {action} (an app that fails before start_response, or a request uWSGI refused: see its log)")
+                    },
+                    health: true,
+                })
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                let mut f = io_failure("recv()", action, &e);
+                if e.kind() == io::ErrorKind::ConnectionReset {
+                    f.message.push_str(" (uWSGI drops requests it refuses, e.g. a vars block over its buffer-size: see its log)");
+                }
+                return Err(f);
+            }
+            Err(_) => return Err(timed_out(action)),
+        }
+    }
+}
+
+/// The response head for the client: the app's status and headers, framed for this
+/// client (Content-Length when known; chunked for HTTP/1.1; close-delimited for 1.0).
+fn client_head(head: &ResponseHead, client_http10: bool, head_request: bool) -> pingora_core::Result<ResponseHeader> {
+    let mut h = ResponseHeader::build(head.status, Some(head.headers.len() + 4))?;
+    if let Some(reason) = &head.reason {
+        h.set_reason_phrase(Some(reason))?;
+    }
+    let named = |name: &'static str| head.headers.iter().find(move |(n, _)| n.eq_ignore_ascii_case(name));
+    // nginx's order: Server, Date, Content-Type, the length, Connection, then the rest
+    match named("server") {
+        Some((n, v)) => h.append_header(n.clone(), v.clone())?,
+        None => h.append_header("Server", crate::response::SERVER_NAME)?,
+    };
+    h.append_header("Date", pingora_core::protocols::http::date::get_cached_date())?;
+    if let Some((n, v)) = named("content-type") {
+        h.append_header(n.clone(), v.clone())?;
+    }
+    match head.framing {
+        Framing::Length(n) => {
+            h.append_header("Content-Length", n)?;
+        }
+        Framing::None => {
+            if let (true, Some(n)) = (head_request, head.declared_length) {
+                h.append_header("Content-Length", n)?;
+            }
+        }
+        Framing::Chunked | Framing::UntilClose => {
+            if !client_http10 {
+                h.append_header("Transfer-Encoding", "chunked")?;
+            }
+        }
+    }
+    // the value is set by pingora once it knows whether the connection stays open
+    h.append_header("Connection", "keep-alive")?;
+    for (name, value) in &head.headers {
+        if name.eq_ignore_ascii_case("server") || name.eq_ignore_ascii_case("content-type") {
+            continue;
+        }
+        h.append_header(name.clone(), value.clone())?;
+    }
+    Ok(h)
+}
+
+async fn relay_body(
+    session: &mut ServerSession,
+    rd: &mut ReadHalf<Box<dyn Stream>>,
+    mut pending: BytesMut,
+    framing: Framing,
+    timeout: Duration,
+    relayed: &mut Relayed,
+    early: bool,
+) -> Result<(), Note> {
+    let mut remaining = match framing {
+        Framing::None => return Ok(()),
+        Framing::Length(n) => Some(n),
+        Framing::Chunked | Framing::UntilClose => None,
+    };
+    let mut decoder = (framing == Framing::Chunked).then(ChunkedDecoder::new);
+    let broken = |message: String| Note {
+        level: Level::Error,
+        message,
+        upstream: None,
+    };
+    loop {
+        if !pending.is_empty() {
+            let mut chunk = pending.split().freeze();
+            if let Some(left) = remaining {
+                if chunk.len() as u64 > left {
+                    chunk.truncate(left as usize);
+                }
+                remaining = Some(left - chunk.len() as u64);
+            }
+            match &mut decoder {
+                Some(d) => {
+                    let mut pos = 0;
+                    while pos < chunk.len() && !d.is_done() {
+                        let step = d.step(&chunk[pos..]).map_err(|e| broken(format!("upstream sent an invalid chunked body ({e}) while reading upstream")))?;
+                        if !step.data.is_empty() {
+                            send_client(session, chunk.slice(pos + step.data.start..pos + step.data.end), relayed).await?;
+                        }
+                        pos += step.consumed;
+                    }
+                }
+                None => send_client(session, chunk, relayed).await?,
+            }
+        }
+        let done = remaining == Some(0) || decoder.as_ref().is_some_and(ChunkedDecoder::is_done);
+        if done {
+            return Ok(());
+        }
+        pending.reserve(READ_CHUNK);
+        match tokio::time::timeout(timeout, rd.read_buf(&mut pending)).await {
+            Ok(Ok(0)) => {
+                return match framing {
+                    Framing::UntilClose => Ok(()),
+                    _ => Err(broken("upstream prematurely closed connection while reading upstream; the client connection is closed so the truncated response is not taken as complete".into())),
+                }
+            }
+            Ok(Ok(_)) => {}
+            // uWSGI resets the connection after answering without reading the body
+            Ok(Err(e)) if early && framing == Framing::UntilClose && is_peer_gone(&e) => return Ok(()),
+            Ok(Err(e)) => {
+                return Err(broken(format!(
+                    "recv() failed ({}: {}) while reading upstream",
+                    e.raw_os_error().unwrap_or(0),
+                    errno_text(&e)
+                )))
+            }
+            Err(_) => return Err(broken("upstream timed out (110: Connection timed out) while reading upstream".into())),
+        }
+    }
+}
+
+async fn send_client(session: &mut ServerSession, data: Bytes, relayed: &mut Relayed) -> Result<(), Note> {
+    let len = data.len() as u64;
+    session.write_response_body(data, false).await.map_err(|e| Note {
+        level: Level::Info,
+        message: format!("client closed the connection or stopped reading while sending to client ({e})"),
+        upstream: None,
+    })?;
+    relayed.body_bytes += len;
+    Ok(())
+}
