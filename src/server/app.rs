@@ -32,6 +32,9 @@ use super::wire::{send_raw_error, send_reply};
 
 /// nginx stops after this many internal redirects (index, try_files, error_page).
 const MAX_INTERNAL_REDIRECTS: usize = 10;
+/// Longest time spent reading a request body nobody wants before closing (nginx's
+/// `lingering_time`).
+const LINGERING_TIME: Duration = Duration::from_secs(30);
 
 /// A site with its open log sinks.
 pub struct SiteRuntime {
@@ -575,6 +578,12 @@ impl App {
                     content_type: relayed.content_type,
                     location: relayed.location,
                 };
+                if relayed.complete && !relayed.request_consumed {
+                    // nginx's lingering close: take in what the client still sends, or
+                    // closing with unread data would reset the connection and could destroy
+                    // the response before the client reads it
+                    let _ = tokio::time::timeout(LINGERING_TIME, session.drain_request_body()).await;
+                }
                 let body_read = session.body_bytes_read() as u64;
                 self.log_request(rt, info, &session.req_header().headers, &notes, &response, body_read);
                 if relayed.complete {
