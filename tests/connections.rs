@@ -252,3 +252,63 @@ fn unwritable_log_directory_fails_fast() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("no-such-dir/error.log"), "{err}");
 }
+
+#[test]
+fn server_blocks_are_chosen_by_host_as_nginx_chooses() {
+    let d = TempDir::new("hosts");
+    d.write("a/who.txt", "site a\n");
+    d.write("b/who.txt", "site b\n");
+    d.write("c/who.txt", "site c\n");
+    let config = r#"
+[[server]]
+listen = ["127.0.0.1:{port}"]
+server_name = ["a.example"]
+root = "{dir}/a"
+[[server.location]]
+match = "/"
+
+[[server]]
+listen = ["127.0.0.1:{port}"]
+server_name = ["*.b.example", "b.example"]
+root = "{dir}/b"
+[[server.location]]
+match = "/"
+
+[[server]]
+listen = ["127.0.0.1:{port}"]
+server_name = ["c.example"]
+default_server = true
+root = "{dir}/c"
+[[server.location]]
+match = "/"
+"#;
+    let p = Portico::start_in(d, config, &[]);
+    let who = |host: &str| p.request(&format!("GET /who.txt HTTP/1.1\r\nHost: {host}\r\n\r\n")).text();
+    assert_eq!(who("a.example"), "site a\n");
+    assert_eq!(who("A.Example:8080"), "site a\n");
+    assert_eq!(who("www.b.example"), "site b\n");
+    assert_eq!(who("b.example"), "site b\n");
+    assert_eq!(who("c.example"), "site c\n");
+    // no match: the default_server, not the first block
+    assert_eq!(who("unknown.example"), "site c\n");
+    let r = p.request("GET /who.txt HTTP/1.0\r\n\r\n");
+    assert_eq!(r.text(), "site c\n");
+}
+
+#[test]
+fn a_failing_log_disk_does_not_fail_requests_and_is_reported_once() {
+    let site = SITE.replace("error_log = \"{dir}/error.log\"", "error_log = \"{dir}/error.log\"\naccess_log = \"/dev/full\"");
+    let p = Portico::start_in(fixture(), &site, &[]);
+    for _ in 0..20 {
+        assert_eq!(p.get("/a.txt").status, 200);
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !p.stderr().contains("/dev/full") {
+        assert!(std::time::Instant::now() < deadline, "the failing log was not reported:\n{}", p.stderr());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(p.get("/b.txt").status, 200);
+    let reports = p.stderr().matches("writing log /dev/full failed").count();
+    assert_eq!(reports, 1, "{}", p.stderr());
+}

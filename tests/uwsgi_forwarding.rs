@@ -421,23 +421,44 @@ fn max_conns_saturation_waits_then_answers_503() {
 
 #[test]
 fn uwsgi_restart_under_load_fails_fast_then_recovers() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+
     let mut s = stack();
     assert_eq!(s.portico.get("/echo").status, 200);
+    let running = Arc::new(AtomicBool::new(true));
+    let statuses = Arc::new(Mutex::new(Vec::new()));
+    let load: Vec<_> = (0..4)
+        .map(|_| {
+            let (running, statuses, addr) = (running.clone(), statuses.clone(), s.portico.addr);
+            std::thread::spawn(move || {
+                while running.load(Ordering::Relaxed) {
+                    // the client's read timeout (10 s) bounds each request: a hang fails
+                    let mut c = common::Conn::new(TcpStream::connect(addr).unwrap());
+                    c.send(b"GET /echo HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+                    let status = c.read_response(false).status;
+                    statuses.lock().unwrap().push((Instant::now(), status));
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
     s.uwsgi.stop();
-    for _ in 0..20 {
-        // the client's read timeout (10 s) bounds each: a hang fails the test
-        assert_eq!(s.portico.get("/echo").status, 502);
-    }
+    let down_at = Instant::now();
+    std::thread::sleep(Duration::from_millis(500));
     s.uwsgi.restart();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let status = s.portico.get("/echo").status;
-        if status == 200 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "no recovery after the restart (last status {status})");
-        std::thread::sleep(Duration::from_millis(50));
+    let up_at = Instant::now();
+    std::thread::sleep(Duration::from_millis(1500));
+    running.store(false, Ordering::Relaxed);
+    for t in load {
+        t.join().unwrap();
     }
+    let statuses = statuses.lock().unwrap();
+    assert!(statuses.iter().all(|(_, st)| *st == 200 || *st == 502), "only answers or 502s: {statuses:?}");
+    let failed_while_down = statuses.iter().filter(|(t, st)| *t > down_at && *t < up_at && *st == 502).count();
+    assert!(failed_while_down > 0, "requests during the restart should fail fast with 502");
+    let last = statuses.iter().rev().take(20).filter(|(_, st)| *st == 200).count();
+    assert_eq!(last, 20, "requests after the restart must succeed again");
 }
 
 #[test]
