@@ -3,9 +3,9 @@
 //! Encoding the head to HTTP/1.1 bytes is pure; sending it is the server's job.
 
 use std::borrow::Cow;
-use std::fmt::Write as _;
+use std::fmt::{Display, Write as _};
 use std::fs::File;
-use std::sync::Arc;
+use std::time::{Duration, UNIX_EPOCH};
 
 use bytes::{BufMut, Bytes, BytesMut};
 
@@ -15,16 +15,18 @@ pub const SERVER_NAME: &str = "portico";
 
 /// A response head without the per-connection headers (`Date`, `Connection`), which are
 /// added when it is encoded.
-#[derive(Clone, Debug, Default)]
+#[derive(Debug, Default)]
 pub struct Head {
     pub status: u16,
     /// Headers nginx writes before `Connection`, in its order.
     pub content_type: Option<Cow<'static, str>>,
     pub content_length: Option<u64>,
-    pub last_modified: Option<String>,
+    /// Modification time (seconds since the epoch), sent as `Last-Modified`.
+    pub last_modified: Option<i64>,
     pub location: Option<String>,
-    /// Everything else, after `Connection`.
-    pub extra: Vec<(&'static str, String)>,
+    /// Everything else, after `Connection`, already encoded as `Name: value\r\n` lines
+    /// (written in place: no allocation per header).
+    extra: BytesMut,
 }
 
 impl Head {
@@ -35,9 +37,22 @@ impl Head {
         }
     }
 
-    pub fn with(mut self, name: &'static str, value: impl Into<String>) -> Head {
-        self.extra.push((name, value.into()));
+    /// Adds a header after `Connection`.
+    pub fn header(&mut self, name: &str, value: impl Display) {
+        let _ = write!(Writer(&mut self.extra), "{name}: {value}\r\n");
+    }
+
+    pub fn with(mut self, name: &str, value: impl Display) -> Head {
+        self.header(name, value);
         self
+    }
+
+    /// The headers added with [`Head::header`], as name and value.
+    pub fn extra_headers(&self) -> impl Iterator<Item = (&str, &str)> {
+        std::str::from_utf8(&self.extra)
+            .unwrap_or("")
+            .split("\r\n")
+            .filter_map(|line| line.split_once(": "))
     }
 
     /// Encodes the head as HTTP/1.1, with `date` and the keep-alive decision.
@@ -57,8 +72,8 @@ impl Head {
         if let Some(len) = self.content_length {
             let _ = write!(Writer(out), "Content-Length: {len}\r\n");
         }
-        if let Some(lm) = &self.last_modified {
-            let _ = write!(Writer(out), "Last-Modified: {lm}\r\n");
+        if let Some(mtime) = self.last_modified {
+            let _ = write!(Writer(out), "Last-Modified: {}\r\n", http_date(mtime));
         }
         if let Some(loc) = &self.location {
             let _ = write!(Writer(out), "Location: {loc}\r\n");
@@ -68,11 +83,19 @@ impl Head {
         } else {
             b"Connection: close\r\n"
         });
-        for (name, value) in &self.extra {
-            let _ = write!(Writer(out), "{name}: {value}\r\n");
-        }
+        out.put_slice(&self.extra);
         out.put_slice(b"\r\n");
     }
+}
+
+/// An HTTP date (IMF-fixdate) for seconds since the epoch.
+pub fn http_date(secs: i64) -> httpdate::HttpDate {
+    let t = if secs >= 0 {
+        UNIX_EPOCH + Duration::from_secs(secs.unsigned_abs())
+    } else {
+        UNIX_EPOCH - Duration::from_secs(secs.unsigned_abs())
+    };
+    httpdate::HttpDate::from(t)
 }
 
 struct Writer<'a>(&'a mut BytesMut);
@@ -94,16 +117,16 @@ pub enum Part {
 }
 
 /// A response body.
-#[derive(Clone, Debug, Default)]
+#[derive(Debug, Default)]
 pub enum Body {
     #[default]
     Empty,
     Bytes(Bytes),
-    File { file: Arc<File>, parts: Vec<Part> },
+    File { file: File, parts: Vec<Part> },
 }
 
 /// A complete response Portico produces itself.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct Reply {
     pub head: Head,
     pub body: Body,
@@ -210,7 +233,7 @@ mod tests {
         let mut h = Head::new(200);
         h.content_type = Some("text/css".into());
         h.content_length = Some(12);
-        h.last_modified = Some("Tue, 14 Nov 2023 22:13:20 GMT".into());
+        h.last_modified = Some(1_700_000_000);
         let h = h.with("ETag", "\"1-c\"").with("Accept-Ranges", "bytes");
         let mut out = BytesMut::new();
         h.encode(b"Fri, 27 Nov 2026 02:00:00 GMT", true, &mut out);

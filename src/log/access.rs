@@ -19,12 +19,10 @@ impl AccessFormat {
         AccessFormat(Template::parse(COMBINED, Scope::Log).unwrap_or_else(|_| unreachable!()))
     }
 
-    /// One log line, newline included.
-    pub fn line(&self, vars: &dyn VarSource) -> Vec<u8> {
-        let mut out = Vec::with_capacity(200);
-        self.0.render(vars, Escape::Log, &mut out);
+    /// Appends one log line, newline included, to `out`.
+    pub fn line(&self, vars: &dyn VarSource, out: &mut Vec<u8>) {
+        self.0.render(vars, Escape::Log, out);
         out.push(b'\n');
-        out
     }
 }
 
@@ -52,8 +50,10 @@ mod tests {
 
     #[test]
     fn combined_line_as_nginx() {
+        let mut line = Vec::new();
+        AccessFormat::combined().line(&Req, &mut line);
         assert_eq!(
-            String::from_utf8(AccessFormat::combined().line(&Req)).unwrap(),
+            String::from_utf8(line).unwrap(),
             "127.0.0.1 - - [27/Nov/2026:02:14:11 +0000] \"GET /static/a.css HTTP/1.1\" 200 1234 \"-\" \"curl/7.88.1\"\n"
         );
     }

@@ -1,56 +1,66 @@
-//! The one thread that writes log files. Requests hand it finished lines through a bounded
-//! channel and never wait: when the channel is full the line is dropped and counted. A
-//! failing write (disk full, file removed) is reported once on stderr per file until a
-//! write succeeds again; serving goes on either way. `reopen` (on SIGUSR1) reopens every
-//! file by path, for log rotation.
+//! The one thread that writes log files. Requests append finished lines to a per-file
+//! in-memory queue (a short, uncontended lock, no I/O) and never wait; the writer wakes
+//! every [`FLUSH_INTERVAL`] — or early, when a queue passes [`FLUSH_AT`] bytes — and
+//! writes each queue in one go. Waking per line would cost a context switch per request.
+//!
+//! A queue over [`MAX_QUEUE`] bytes drops new lines and counts them. A failing write (disk
+//! full, file removed) is reported once on stderr per file until a write succeeds again;
+//! serving goes on either way. `reopen` (on SIGUSR1) reopens every file by path, for log
+//! rotation; `stop` writes what is queued and ends the thread.
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
-use std::sync::Arc;
-use std::thread;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::{self, JoinHandle, Thread};
+use std::time::Duration;
 
-/// Lines waiting for the writer before new ones are dropped.
-const QUEUE: usize = 65_536;
+/// How long a line may wait in memory before it is written.
+pub const FLUSH_INTERVAL: Duration = Duration::from_millis(50);
+/// A queue this big wakes the writer at once.
+pub const FLUSH_AT: usize = 64 << 10;
+/// A queue this big drops new lines until the writer catches up.
+pub const MAX_QUEUE: usize = 16 << 20;
 
-enum Message {
-    Line(usize, Vec<u8>),
-    Reopen,
+/// Lines waiting for one file.
+#[derive(Default)]
+struct Queue {
+    lines: Mutex<Vec<u8>>,
+    dropped: AtomicU64,
 }
 
-/// Where one log goes: a handle to the writer and the file's slot.
+/// What the request side shares with the writer thread.
+struct Shared {
+    thread: Thread,
+    reopen: AtomicBool,
+    stop: AtomicBool,
+}
+
+/// Where one log goes.
 #[derive(Clone)]
 pub struct Sink {
-    slot: usize,
-    tx: SyncSender<Message>,
-    dropped: Arc<AtomicU64>,
+    queue: Arc<Queue>,
+    shared: Arc<Shared>,
 }
 
 impl Sink {
-    /// Queues a line; never blocks.
-    pub fn write(&self, line: Vec<u8>) {
-        match self.tx.try_send(Message::Line(self.slot, line)) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) => {
-                if self.dropped.fetch_add(1, Ordering::Relaxed) == 0 {
-                    eprintln!("portico: log writer is behind; dropping log lines until it catches up");
-                }
-            }
-            Err(TrySendError::Disconnected(_)) => {}
+    /// Queues a line (with its newline); never blocks on I/O.
+    pub fn write(&self, line: &[u8]) {
+        let mut lines = self.queue.lines.lock().unwrap_or_else(|e| e.into_inner());
+        if lines.len() + line.len() > MAX_QUEUE {
+            drop(lines);
+            self.queue.dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        lines.extend_from_slice(line);
+        let urgent = lines.len() >= FLUSH_AT;
+        drop(lines);
+        if urgent {
+            self.shared.thread.unpark();
         }
     }
-}
-
-/// The running writer: hands out sinks and asks for reopening.
-#[derive(Clone)]
-pub struct LogWriter {
-    tx: SyncSender<Message>,
-    dropped: Arc<AtomicU64>,
-    slots: HashMap<PathBuf, usize>,
-    stderr_slot: usize,
 }
 
 /// A log target: a file path, or the process's stderr.
@@ -60,53 +70,92 @@ pub enum Target {
     Stderr,
 }
 
+/// The running writer: hands out sinks, reopens files, stops.
+pub struct LogWriter {
+    shared: Arc<Shared>,
+    queues: HashMap<Target, Arc<Queue>>,
+    handle: Option<JoinHandle<()>>,
+}
+
+/// Lets another thread (the signal handler) ask for reopening.
+#[derive(Clone)]
+pub struct Reopener(Arc<Shared>);
+
+impl Reopener {
+    /// Reopens every file by its path (after logrotate moved them).
+    pub fn reopen(&self) {
+        self.0.reopen.store(true, Ordering::Release);
+        self.0.thread.unpark();
+    }
+}
+
 impl LogWriter {
     /// Opens every file (append mode, created if missing) and starts the writer thread.
     /// Fails with the path and the reason if a file cannot be opened.
     pub fn start(targets: &[Target]) -> Result<LogWriter, String> {
-        let mut files: Vec<Output> = vec![Output::stderr()];
-        let mut slots = HashMap::new();
+        let mut queues = HashMap::new();
+        let mut outputs = Vec::new();
+        let stderr_queue = Arc::new(Queue::default());
+        queues.insert(Target::Stderr, stderr_queue.clone());
+        outputs.push((stderr_queue, Output::stderr()));
         for t in targets {
             if let Target::File(path) = t {
-                if slots.contains_key(path) {
+                if queues.contains_key(t) {
                     continue;
                 }
                 let file = open_log(path)?;
-                slots.insert(path.clone(), files.len());
-                files.push(Output::file(path.clone(), file));
+                let q = Arc::new(Queue::default());
+                queues.insert(t.clone(), q.clone());
+                outputs.push((q, Output::file(path.clone(), file)));
             }
         }
-        let (tx, rx) = sync_channel(QUEUE);
-        let dropped = Arc::new(AtomicU64::new(0));
-        let counter = dropped.clone();
-        thread::Builder::new()
+        let (tx, rx) = std::sync::mpsc::channel::<Arc<Shared>>();
+        let handle = thread::Builder::new()
             .name("portico-log".into())
-            .spawn(move || run(rx, files, counter))
+            .spawn(move || {
+                let Ok(shared) = rx.recv() else { return };
+                run(&shared, outputs);
+            })
             .map_err(|e| format!("cannot start the log writer thread: {e}"))?;
+        let shared = Arc::new(Shared {
+            thread: handle.thread().clone(),
+            reopen: AtomicBool::new(false),
+            stop: AtomicBool::new(false),
+        });
+        let _ = tx.send(shared.clone());
         Ok(LogWriter {
-            tx,
-            dropped,
-            slots,
-            stderr_slot: 0,
+            shared,
+            queues,
+            handle: Some(handle),
         })
     }
 
-    /// The sink for `target`, which must have been passed to [`LogWriter::start`].
+    /// The sink for `target`, which must have been passed to [`LogWriter::start`]
+    /// (anything else goes to stderr).
     pub fn sink(&self, target: &Target) -> Sink {
-        let slot = match target {
-            Target::File(p) => self.slots.get(p).copied().unwrap_or(self.stderr_slot),
-            Target::Stderr => self.stderr_slot,
-        };
+        let queue = self
+            .queues
+            .get(target)
+            .or_else(|| self.queues.get(&Target::Stderr))
+            .cloned()
+            .unwrap_or_default();
         Sink {
-            slot,
-            tx: self.tx.clone(),
-            dropped: self.dropped.clone(),
+            queue,
+            shared: self.shared.clone(),
         }
     }
 
-    /// Reopens every file by its path (after logrotate moved them).
-    pub fn reopen(&self) {
-        let _ = self.tx.try_send(Message::Reopen);
+    pub fn reopener(&self) -> Reopener {
+        Reopener(self.shared.clone())
+    }
+
+    /// Writes everything queued and stops the thread.
+    pub fn stop(mut self) {
+        self.shared.stop.store(true, Ordering::Release);
+        self.shared.thread.unpark();
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
     }
 }
 
@@ -128,7 +177,6 @@ fn open_log(path: &Path) -> Result<File, String> {
 struct Output {
     path: Option<PathBuf>,
     out: Box<dyn Write + Send>,
-    pending: Vec<u8>,
     failing: bool,
 }
 
@@ -137,7 +185,6 @@ impl Output {
         Output {
             path: None,
             out: Box::new(io::stderr()),
-            pending: Vec::new(),
             failing: false,
         }
     }
@@ -146,27 +193,25 @@ impl Output {
         Output {
             path: Some(path),
             out: Box::new(file),
-            pending: Vec::new(),
             failing: false,
         }
     }
 
-    fn flush(&mut self) {
-        if self.pending.is_empty() {
+    fn name(&self) -> String {
+        self.path.as_ref().map_or_else(|| "stderr".to_string(), |p| p.display().to_string())
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        if bytes.is_empty() {
             return;
         }
-        let result = self.out.write_all(&self.pending);
-        self.pending.clear();
-        match result {
+        match self.out.write_all(bytes) {
             Ok(()) => self.failing = false,
             Err(e) => {
                 if !self.failing {
-                    let name = self
-                        .path
-                        .as_ref()
-                        .map_or_else(|| "stderr".to_string(), |p| p.display().to_string());
                     eprintln!(
-                        "portico: writing log {name} failed: {e}; lines are lost until writing works again (serving continues)"
+                        "portico: writing log {} failed: {e}; lines are lost until writing works again (serving continues)",
+                        self.name()
                     );
                 }
                 self.failing = true;
@@ -183,32 +228,29 @@ impl Output {
     }
 }
 
-fn run(rx: Receiver<Message>, mut files: Vec<Output>, dropped: Arc<AtomicU64>) {
-    while let Ok(first) = rx.recv() {
-        let mut next = Some(first);
-        // take what is queued, then write it in one go per file
-        while let Some(msg) = next {
-            match msg {
-                Message::Line(slot, line) => {
-                    if let Some(f) = files.get_mut(slot) {
-                        f.pending.extend_from_slice(&line);
-                    }
-                }
-                Message::Reopen => {
-                    for f in &mut files {
-                        f.flush();
-                        f.reopen();
-                    }
-                }
+fn run(shared: &Shared, mut outputs: Vec<(Arc<Queue>, Output)>) {
+    let mut spare = Vec::new();
+    loop {
+        thread::park_timeout(FLUSH_INTERVAL);
+        let stopping = shared.stop.load(Ordering::Acquire);
+        let reopen = shared.reopen.swap(false, Ordering::AcqRel);
+        for (queue, output) in &mut outputs {
+            {
+                let mut lines = queue.lines.lock().unwrap_or_else(|e| e.into_inner());
+                std::mem::swap(&mut *lines, &mut spare);
             }
-            next = rx.try_recv().ok();
+            output.write(&spare);
+            spare.clear();
+            if reopen {
+                output.reopen();
+            }
+            let lost = queue.dropped.swap(0, Ordering::Relaxed);
+            if lost > 0 {
+                eprintln!("portico: {lost} lines for log {} were dropped while its writer was behind", output.name());
+            }
         }
-        for f in &mut files {
-            f.flush();
-        }
-        let lost = dropped.swap(0, Ordering::Relaxed);
-        if lost > 0 {
-            eprintln!("portico: {lost} log lines were dropped while the log writer was behind");
+        if stopping {
+            return;
         }
     }
 }
@@ -216,7 +258,7 @@ fn run(rx: Receiver<Message>, mut files: Vec<Output>, dropped: Arc<AtomicU64>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::{Duration, Instant};
+    use std::time::Instant;
 
     #[test]
     fn lines_reach_their_files_and_reopen_follows_rotation() {
@@ -225,21 +267,24 @@ mod tests {
         let a = dir.join("a.log");
         let w = LogWriter::start(&[Target::File(a.clone())]).unwrap();
         let sink = w.sink(&Target::File(a.clone()));
-        sink.write(b"one\n".to_vec());
+        sink.write(b"one\n");
         wait_for(&a, "one\n");
         std::fs::rename(&a, dir.join("a.log.1")).unwrap();
-        w.reopen();
-        sink.write(b"two\n".to_vec());
+        w.reopener().reopen();
+        // the reopen happens on the writer's next turn
+        std::thread::sleep(FLUSH_INTERVAL * 3);
+        sink.write(b"two\n");
         wait_for(&a, "two\n");
         assert_eq!(std::fs::read_to_string(dir.join("a.log.1")).unwrap(), "one\n");
+        sink.write(b"three\n");
+        w.stop();
+        assert_eq!(std::fs::read_to_string(&a).unwrap(), "two\nthree\n", "stop writes what is queued");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
     fn unopenable_file_is_a_clear_error() {
-        let e = LogWriter::start(&[Target::File("/nonexistent-dir/x.log".into())])
-            .err()
-            .unwrap();
+        let e = LogWriter::start(&[Target::File("/nonexistent-dir/x.log".into())]).err().unwrap();
         assert!(e.contains("/nonexistent-dir/x.log"), "{e}");
         assert!(e.contains("create its directory"), "{e}");
     }

@@ -32,6 +32,11 @@ use super::wire::{send_raw_error, send_reply};
 
 /// nginx stops after this many internal redirects (index, try_files, error_page).
 const MAX_INTERNAL_REDIRECTS: usize = 10;
+thread_local! {
+    /// The access-log line being formatted, reused by every request on this thread.
+    static LINE: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
 /// Longest time spent reading a request body nobody wants before closing (nginx's
 /// `lingering_time`).
 const LINGERING_TIME: Duration = Duration::from_secs(30);
@@ -148,12 +153,16 @@ impl HttpServerApp for App {
         }
         conn.requests += 1;
 
-        if let Done::Abort = self.serve_request(&mut session, &mut conn, local, remote, shutdown).await {
+        // boxed: an idle keep-alive connection waits above with only a pointer to spare,
+        // not the whole (several KiB) state of a request being served
+        let served = Box::pin(self.serve_request(&mut session, &mut conn, local, remote, shutdown)).await;
+        if let Done::Abort = served {
             return None;
         }
         let mut persist = HttpPersistentSettings::for_session(&session);
         persist.set_user_context(Box::new(conn));
-        match session.finish().await {
+        // boxed for the same reason as serving: pingora's finish() future is ~3.7 KiB
+        match Box::pin(session.finish()).await {
             Ok(Some(stream)) => Some(ReusedHttpStream::from_reusable_stream(stream, persist)),
             _ => None,
         }
@@ -379,7 +388,6 @@ impl App {
         headers: &HeaderMap,
         notes: &mut Vec<Note>,
     ) -> Option<Outcome> {
-        let redirect_base = redirect_base(info);
         let tried = {
             let vars = request_vars(info, headers, &site.name);
             let req = FileRequest {
@@ -388,7 +396,8 @@ impl App {
                 args: info.query.as_deref(),
                 headers,
                 vars: &vars,
-                redirect_base: &redirect_base,
+                host: &info.host,
+                port: info.local.map(|l| l.port()),
             };
             try_files(&loc.files, &req)
         };
@@ -406,7 +415,8 @@ impl App {
             args: info.query.as_deref(),
             headers,
             vars: &vars,
-            redirect_base: &redirect_base,
+            host: &info.host,
+            port: info.local.map(|l| l.port()),
         };
         Some(serve(&loc.files, &req, notes))
     }
@@ -657,7 +667,7 @@ impl App {
             }
         }
         let Some((sink, format)) = &rt.access else { return };
-        let now = chrono::Local::now();
+        let now = crate::log::clock::now();
         let vars = Vars {
             req: info,
             headers,
@@ -666,16 +676,21 @@ impl App {
             now: Some(&now),
             request_length: request_head_length(info, headers) + body_read,
         };
-        sink.write(format.line(&vars));
+        LINE.with(|line| {
+            let mut line = line.borrow_mut();
+            line.clear();
+            format.line(&vars, &mut line);
+            sink.write(&line);
+        });
     }
 
     fn log_error(&self, rt: &SiteRuntime, level: Level, message: &str, ctx: &ErrorContext) {
         if level > rt.error_level {
             return;
         }
-        let now = chrono::Local::now().format("%Y/%m/%d %H:%M:%S").to_string();
+        let now = crate::log::clock::now();
         let tid = nix::unistd::gettid().as_raw();
-        rt.error_log.write(format_line(&now, level, std::process::id(), i64::from(tid), message, ctx));
+        rt.error_log.write(&format_line(&now.strings.error_log, level, std::process::id(), i64::from(tid), message, ctx));
     }
 }
 
@@ -687,14 +702,6 @@ fn request_vars<'a>(info: &'a RequestInfo, headers: &'a HeaderMap, server_name: 
         response: None,
         now: None,
         request_length: 0,
-    }
-}
-
-/// `http://host[:port]` for absolute redirects, as nginx builds them (`port_in_redirect`).
-fn redirect_base(info: &RequestInfo) -> String {
-    match info.local.map(|l| l.port()) {
-        Some(80) | None => format!("http://{}", info.host),
-        Some(p) => format!("http://{}:{p}", info.host),
     }
 }
 

@@ -78,8 +78,8 @@ pub struct Vars<'a> {
     pub headers: &'a HeaderMap,
     pub server_name: &'a str,
     pub response: Option<&'a ResponseInfo>,
-    /// Local time for `$time_local` / `$time_iso8601`, taken once per log line.
-    pub now: Option<&'a chrono::DateTime<chrono::Local>>,
+    /// The time for `$time_local`, `$time_iso8601`, `$msec`, taken once per log line.
+    pub now: Option<&'a crate::log::clock::Now>,
     /// Length of the request head plus body read (`$request_length`).
     pub request_length: u64,
 }
@@ -89,7 +89,13 @@ impl VarSource for Vars<'_> {
         use std::io::Write;
         let req = self.req;
         match var {
-            Var::Request => out.extend_from_slice(req.request_line().as_bytes()),
+            Var::Request => {
+                out.extend_from_slice(req.method.as_str().as_bytes());
+                out.push(b' ');
+                out.extend_from_slice(&req.raw_target);
+                out.push(b' ');
+                out.extend_from_slice(version_str(req.version).as_bytes());
+            }
             Var::RequestMethod => out.extend_from_slice(req.method.as_str().as_bytes()),
             Var::RequestUri => out.extend_from_slice(&req.raw_target),
             Var::Uri => out.extend_from_slice(&req.uri),
@@ -154,11 +160,13 @@ impl VarSource for Vars<'_> {
             }
             Var::TimeLocal | Var::TimeIso8601 | Var::Msec => {
                 let Some(now) = self.now else { return false };
-                let _ = match var {
-                    Var::TimeLocal => write!(out, "{}", now.format("%d/%b/%Y:%H:%M:%S %z")),
-                    Var::TimeIso8601 => write!(out, "{}", now.format("%Y-%m-%dT%H:%M:%S%:z")),
-                    _ => write!(out, "{}.{:03}", now.timestamp(), now.timestamp_subsec_millis()),
-                };
+                match var {
+                    Var::TimeLocal => out.extend_from_slice(now.strings.time_local.as_bytes()),
+                    Var::TimeIso8601 => out.extend_from_slice(now.strings.iso8601.as_bytes()),
+                    _ => {
+                        let _ = write!(out, "{}.{:03}", now.secs, now.millis);
+                    }
+                }
             }
             Var::RequestTime => {
                 let t = req.started.elapsed();

@@ -2,17 +2,16 @@
 //! the app, and the signals.
 
 use std::net::{SocketAddr, TcpListener};
-use std::sync::Arc;
 
 use async_trait::async_trait;
-use pingora_core::listeners::TcpSocketOptions;
+use pingora_core::listeners::{L4BufferSettings, ListenerConfig, TcpSocketOptions};
 use pingora_core::server::configuration::ServerConf;
 use pingora_core::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch};
 use pingora_core::services::listening::Service;
 use tokio::signal::unix::{signal, SignalKind};
 
 use crate::config::Config;
-use crate::log::writer::LogWriter;
+use crate::log::writer::{LogWriter, Reopener};
 use crate::static_files::open::openat2_available;
 use crate::uwsgi::forward::Upstream;
 
@@ -62,7 +61,13 @@ pub fn run(config: Config, config_path: &str) -> Result<(), String> {
             // nginx's `listen [::]:80` is IPv6-only unless told otherwise
             options.ipv6_only = Some(true);
         }
-        service.add_tcp_with_settings(&addr.to_string(), options);
+        // No read buffer in front of the socket: pingora parses requests into its own
+        // buffer anyway, and a 64 KiB read buffer per connection is most of an idle
+        // keep-alive connection's memory.
+        let listener = ListenerConfig::tcp(addr.to_string())
+            .tcp_socket_options(options)
+            .l4_buffer(L4BufferSettings::default().read(0));
+        service.add_listener(listener);
     }
     server.add_service(service);
     let shown: Vec<String> = addrs.iter().map(SocketAddr::to_string).collect();
@@ -73,8 +78,9 @@ pub fn run(config: Config, config_path: &str) -> Result<(), String> {
         config.global.worker_threads
     );
     server.run(RunArgs {
-        shutdown_signal: Box::new(Signals { logs: Arc::new(logs) }),
+        shutdown_signal: Box::new(Signals { logs: logs.reopener() }),
     });
+    logs.stop();
     Ok(())
 }
 
@@ -116,7 +122,7 @@ fn ignore_sighup_until_handled() -> Result<(), String> {
 /// (waiting up to `shutdown_timeout`), INT stops at once, USR1 reopens the log files, HUP
 /// is acknowledged and ignored (configuration reload does not exist yet).
 struct Signals {
-    logs: Arc<LogWriter>,
+    logs: Reopener,
 }
 
 #[async_trait]

@@ -272,7 +272,7 @@ async fn send_buffered(session: &mut ServerSession, reply: &Reply, head_only: bo
 }
 
 fn to_pingora_head(head: &Head) -> pingora_core::Result<ResponseHeader> {
-    let mut h = ResponseHeader::build(head.status, Some(8 + head.extra.len()))?;
+    let mut h = ResponseHeader::build(head.status, Some(12))?;
     h.insert_header("Server", crate::response::SERVER_NAME)?;
     if let Some(ct) = &head.content_type {
         h.insert_header("Content-Type", ct.as_ref())?;
@@ -280,14 +280,14 @@ fn to_pingora_head(head: &Head) -> pingora_core::Result<ResponseHeader> {
     if let Some(len) = head.content_length {
         h.insert_header("Content-Length", len)?;
     }
-    if let Some(lm) = &head.last_modified {
-        h.insert_header("Last-Modified", lm.as_str())?;
+    if let Some(mtime) = head.last_modified {
+        h.insert_header("Last-Modified", crate::response::http_date(mtime).to_string())?;
     }
     if let Some(loc) = &head.location {
         h.insert_header("Location", loc.as_str())?;
     }
-    for (name, value) in &head.extra {
-        h.append_header(*name, value.as_str())?;
+    for (name, value) in head.extra_headers() {
+        h.append_header(name.to_string(), value)?;
     }
     Ok(h)
 }

@@ -2,9 +2,13 @@
 //! string check, guarantees that the request part of the path (and any symlink in it)
 //! stays inside the base, according to the location's `symlinks` policy.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::fs::File;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::fcntl::{openat2, OFlag, OpenHow, ResolveFlag};
@@ -66,6 +70,34 @@ fn open_base(base: &[u8], flags: OFlag) -> nix::Result<OwnedFd> {
     nix::fcntl::open(path, flags | OFlag::O_CLOEXEC, Mode::empty())
 }
 
+/// How long an opened base directory is reused before it is opened again by path: a
+/// directory that is replaced (renamed, or a `current` symlink switched to a new release)
+/// is picked up within this time.
+pub const DIR_CACHE_TTL: Duration = Duration::from_secs(1);
+
+thread_local! {
+    /// Base directories opened with O_PATH, per worker thread: every static request opens
+    /// its file beneath one, and opening it each time would cost two more syscalls.
+    static DIRS: RefCell<HashMap<Vec<u8>, (Rc<OwnedFd>, Instant)>> = RefCell::new(HashMap::new());
+}
+
+/// The base directory's O_PATH fd, from this thread's cache when fresh.
+fn base_dir(base: &[u8]) -> nix::Result<Rc<OwnedFd>> {
+    let now = Instant::now();
+    let cached = DIRS.with(|d| {
+        d.borrow()
+            .get(base)
+            .filter(|(_, at)| now.duration_since(*at) < DIR_CACHE_TTL)
+            .map(|(fd, _)| fd.clone())
+    });
+    if let Some(fd) = cached {
+        return Ok(fd);
+    }
+    let fd = Rc::new(open_base(base, OFlag::O_PATH | OFlag::O_DIRECTORY)?);
+    DIRS.with(|d| d.borrow_mut().insert(base.to_vec(), (fd.clone(), now)));
+    Ok(fd)
+}
+
 /// Opens `path` for reading. Directories are reported, not opened; non-regular files fail.
 pub fn open_file(path: &MappedPath, policy: SymlinkPolicy) -> Result<Opened, OpenFailure> {
     // O_NONBLOCK: opening a FIFO must not hang the worker
@@ -73,8 +105,7 @@ pub fn open_file(path: &MappedPath, policy: SymlinkPolicy) -> Result<Opened, Ope
     let fd = if path.rel.is_empty() {
         open_base(&path.base, flags).map_err(|e| failure(path, e, policy))?
     } else {
-        let dir = open_base(&path.base, OFlag::O_PATH | OFlag::O_DIRECTORY)
-            .map_err(|e| failure(path, e, policy))?;
+        let dir = base_dir(&path.base).map_err(|e| failure(path, e, policy))?;
         let how = OpenHow::new().flags(flags).resolve(resolve_flags(policy));
         openat2(dir.as_fd(), path.beneath(), how).map_err(|e| failure(path, e, policy))?
     };
@@ -107,7 +138,7 @@ pub fn exists(path: &MappedPath, dir: bool, policy: SymlinkPolicy) -> bool {
     let fd = if path.rel.is_empty() {
         open_base(&path.base, flags)
     } else {
-        open_base(&path.base, OFlag::O_PATH | OFlag::O_DIRECTORY).and_then(|d| {
+        base_dir(&path.base).and_then(|d| {
             openat2(d.as_fd(), path.beneath(), OpenHow::new().flags(flags).resolve(resolve_flags(policy)))
         })
     };

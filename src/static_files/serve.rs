@@ -2,7 +2,6 @@
 //! file plus the request's conditional and range headers into a [`Reply`].
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{HeaderMap, Method};
@@ -29,8 +28,10 @@ pub struct FileRequest<'a> {
     pub headers: &'a HeaderMap,
     /// Request variables and the location's captures.
     pub vars: &'a dyn VarSource,
-    /// `http://host[:port]`, for the absolute `Location` of directory redirects.
-    pub redirect_base: &'a str,
+    /// The request's host and the port it arrived on, for the absolute `Location` of
+    /// directory redirects (`http://host[:port]/dir/`, as nginx builds it).
+    pub host: &'a str,
+    pub port: Option<u16>,
 }
 
 /// What the file steps decided.
@@ -98,7 +99,10 @@ pub fn serve(cfg: &FilesConfig, req: &FileRequest, notes: &mut Vec<Note>) -> Out
     };
     match open_file(&path, cfg.symlinks) {
         Ok(Opened::Directory) => {
-            let mut location = req.redirect_base.to_string();
+            let mut location = match req.port {
+                Some(80) | None => format!("http://{}", req.host),
+                Some(p) => format!("http://{}:{p}", req.host),
+            };
             escape_path(req.uri, &mut location);
             location.push('/');
             if let Some(args) = req.args {
@@ -130,7 +134,7 @@ pub fn serve(cfg: &FilesConfig, req: &FileRequest, notes: &mut Vec<Note>) -> Out
 
 fn not_allowed() -> Reply {
     let mut r = Reply::error(405);
-    r.head.extra.push(("Allow", "GET, HEAD".into()));
+    r.head.header("Allow", "GET, HEAD");
     r
 }
 
@@ -201,7 +205,7 @@ fn file_reply(file: std::fs::File, facts: FileFacts, req: &FileRequest) -> Outco
         Conditional::PreconditionFailed => return Outcome::Status(412),
         Conditional::NotModified => {
             let mut head = Head::new(304);
-            head.last_modified = Some(facts.last_modified());
+            head.last_modified = Some(facts.mtime);
             return Outcome::Reply(Reply {
                 head: head.with("ETag", etag),
                 body: Body::Empty,
@@ -212,8 +216,7 @@ fn file_reply(file: std::fs::File, facts: FileFacts, req: &FileRequest) -> Outco
     let ctype = content_type(req.uri);
     let mut head = Head::new(200);
     head.content_type = Some(ctype.into());
-    head.last_modified = Some(facts.last_modified());
-    let file = Arc::new(file);
+    head.last_modified = Some(facts.mtime);
     let decision = evaluate_range(
         header(http::header::RANGE),
         header(http::header::IF_RANGE),
@@ -223,8 +226,8 @@ fn file_reply(file: std::fs::File, facts: FileFacts, req: &FileRequest) -> Outco
     let parts = match decision {
         RangeDecision::Full => {
             head.content_length = Some(facts.size);
-            head.extra.push(("ETag", etag));
-            head.extra.push(("Accept-Ranges", "bytes".into()));
+            head.header("ETag", etag);
+            head.header("Accept-Ranges", "bytes");
             vec![Part::File {
                 offset: 0,
                 len: facts.size,
@@ -233,8 +236,8 @@ fn file_reply(file: std::fs::File, facts: FileFacts, req: &FileRequest) -> Outco
         RangeDecision::Single(r) => {
             head.status = 206;
             head.content_length = Some(r.len());
-            head.extra.push(("ETag", etag));
-            head.extra.push(("Content-Range", r.content_range(facts.size)));
+            head.header("ETag", etag);
+            head.header("Content-Range", r.content_range(facts.size));
             vec![Part::File {
                 offset: r.start,
                 len: r.len(),
@@ -256,7 +259,7 @@ fn file_reply(file: std::fs::File, facts: FileFacts, req: &FileRequest) -> Outco
             parts.push(Part::Bytes(Bytes::from(format!("\r\n--{boundary}--\r\n"))));
             head.status = 206;
             head.content_type = Some(format!("multipart/byteranges; boundary={boundary}").into());
-            head.extra.push(("ETag", etag));
+            head.header("ETag", etag);
             let mut reply = Reply {
                 head,
                 body: Body::File { file, parts },
@@ -266,7 +269,7 @@ fn file_reply(file: std::fs::File, facts: FileFacts, req: &FileRequest) -> Outco
         }
         RangeDecision::Unsatisfiable => {
             let mut r = Reply::error(416);
-            r.head.extra.push(("Content-Range", format!("bytes */{}", facts.size)));
+            r.head.header("Content-Range", format_args!("bytes */{}", facts.size));
             return Outcome::Reply(r);
         }
     };

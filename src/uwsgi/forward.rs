@@ -14,7 +14,7 @@ use bytes::{Bytes, BytesMut};
 use nix::errno::Errno;
 use pingora_core::protocols::http::ServerSession;
 use pingora_http::ResponseHeader;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
+use tokio::net::{TcpStream, UnixStream};
 use tokio::sync::Notify;
 
 use crate::log::{Level, Note};
@@ -159,8 +159,64 @@ fn temp_file(dir: &std::path::Path) -> io::Result<File> {
     Ok(File::from(fd))
 }
 
-trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
-impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
+/// A connection to one backend. Used through readiness (`try_read`/`try_write` first,
+/// waiting only when the socket is not ready), so reading and writing can be watched at
+/// once without splitting the stream, and the common case costs no timer at all.
+enum Conn {
+    Unix(UnixStream),
+    Tcp(TcpStream),
+}
+
+impl Conn {
+    fn try_write(&self, data: &[u8]) -> io::Result<usize> {
+        match self {
+            Conn::Unix(s) => s.try_write(data),
+            Conn::Tcp(s) => s.try_write(data),
+        }
+    }
+
+    fn try_read_buf(&self, buf: &mut BytesMut) -> io::Result<usize> {
+        match self {
+            Conn::Unix(s) => s.try_read_buf(buf),
+            Conn::Tcp(s) => s.try_read_buf(buf),
+        }
+    }
+
+    async fn readable(&self) -> io::Result<()> {
+        match self {
+            Conn::Unix(s) => s.readable().await,
+            Conn::Tcp(s) => s.readable().await,
+        }
+    }
+
+    async fn writable(&self) -> io::Result<()> {
+        match self {
+            Conn::Unix(s) => s.writable().await,
+            Conn::Tcp(s) => s.writable().await,
+        }
+    }
+
+    /// Reads more into `buf`, waiting up to `timeout` for data; `Ok(0)` is end of stream.
+    async fn read_more(&self, buf: &mut BytesMut, timeout: Duration) -> Result<io::Result<usize>, Elapsed> {
+        if buf.capacity() - buf.len() < 4096 {
+            buf.reserve(8192);
+        }
+        loop {
+            match self.try_read_buf(buf) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                r => return Ok(r),
+            }
+            match tokio::time::timeout(timeout, self.readable()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return Ok(Err(e)),
+                Err(_) => return Err(Elapsed),
+            }
+        }
+    }
+}
+
+/// A wait that ran out.
+struct Elapsed;
 
 /// What happened, for the response and the logs.
 pub struct Forwarded {
@@ -334,13 +390,13 @@ fn show_duration(d: Duration) -> String {
     }
 }
 
-async fn connect(addr: &BackendAddr, timeout: Duration) -> Result<Box<dyn Stream>, Failure> {
+async fn connect(addr: &BackendAddr, timeout: Duration) -> Result<Conn, Failure> {
     let attempt = async {
         match addr {
-            BackendAddr::Unix(path) => tokio::net::UnixStream::connect(path).await.map(|s| Box::new(s) as Box<dyn Stream>),
-            BackendAddr::Tcp(sa) => tokio::net::TcpStream::connect(sa).await.map(|s| {
+            BackendAddr::Unix(path) => UnixStream::connect(path).await.map(Conn::Unix),
+            BackendAddr::Tcp(sa) => TcpStream::connect(sa).await.map(|s| {
                 let _ = s.set_nodelay(true);
-                Box::new(s) as Box<dyn Stream>
+                Conn::Tcp(s)
             }),
         }
     };
@@ -455,17 +511,16 @@ enum Sent {
 
 async fn exchange_with(
     session: &mut ServerSession,
-    stream: Box<dyn Stream>,
+    conn: Conn,
     cfg: &UpstreamConfig,
     exchange: Exchange<'_>,
 ) -> Result<(Relayed, Vec<Note>), Failure> {
-    let (mut rd, mut wr) = tokio::io::split(stream);
     let mut resp = BytesMut::with_capacity(8192);
     let streaming = matches!(exchange.body, RequestBody::Streaming(_));
-    let sent = send_request(session, &mut rd, &mut wr, &mut resp, &exchange, cfg).await?;
+    let sent = send_request(session, &conn, &mut resp, &exchange, cfg).await?;
     let request_consumed = !streaming || matches!(sent, Sent::All) || session.is_body_done();
 
-    let head = read_head(&mut rd, &mut resp, exchange.head_request, cfg.read_timeout, matches!(sent, Sent::Early)).await?;
+    let head = read_head(&conn, &mut resp, exchange.head_request, cfg.read_timeout, matches!(sent, Sent::Early)).await?;
     let mut notes = Vec::new();
     let header = client_head(&head, exchange.client_http10, exchange.head_request).map_err(|e| Failure {
         status: 502,
@@ -508,7 +563,7 @@ async fn exchange_with(
         return Ok((relayed, notes));
     }
     let _ = resp.split_to(head.head_len);
-    let body_result = relay_body(session, &mut rd, resp, head.framing, cfg.read_timeout, &mut relayed, matches!(sent, Sent::Early)).await;
+    let body_result = relay_body(session, &conn, resp, head.framing, cfg.read_timeout, &mut relayed, matches!(sent, Sent::Early)).await;
     if let Err(note) = body_result {
         relayed.complete = false;
         notes.push(note);
@@ -518,20 +573,19 @@ async fn exchange_with(
 
 async fn send_request(
     session: &mut ServerSession,
-    rd: &mut ReadHalf<Box<dyn Stream>>,
-    wr: &mut WriteHalf<Box<dyn Stream>>,
+    conn: &Conn,
     resp: &mut BytesMut,
     exchange: &Exchange<'_>,
     cfg: &UpstreamConfig,
 ) -> Result<Sent, Failure> {
     let action = "sending request to upstream";
-    if !write_watching(rd, wr, exchange.packet, resp, cfg.send_timeout).await? {
+    if !write_watching(conn, exchange.packet, resp, cfg.send_timeout).await? {
         return Ok(Sent::Early);
     }
     match &exchange.body {
         RequestBody::None => {}
         RequestBody::Memory(b) => {
-            if !write_watching(rd, wr, b, resp, cfg.send_timeout).await? {
+            if !write_watching(conn, b, resp, cfg.send_timeout).await? {
                 return Ok(Sent::Early);
             }
         }
@@ -549,7 +603,7 @@ async fn send_request(
                 if n == 0 {
                     break;
                 }
-                if !write_watching(rd, wr, &buf[..n], resp, cfg.send_timeout).await? {
+                if !write_watching(conn, &buf[..n], resp, cfg.send_timeout).await? {
                     return Ok(Sent::Early);
                 }
                 pos += n as u64;
@@ -562,18 +616,23 @@ async fn send_request(
             loop {
                 let chunk = tokio::select! {
                     biased;
-                    r = rd.read_buf(resp) => {
-                        return match r {
-                            Ok(_) => Ok(Sent::Early),
-                            Err(e) if is_peer_gone(&e) => Ok(Sent::Early),
-                            Err(e) => Err(io_failure("recv()", action, &e)),
-                        };
+                    r = conn.readable() => {
+                        // uWSGI talks (or hangs up) before it has the whole body
+                        if let Err(e) = r {
+                            return Err(io_failure("recv()", action, &e));
+                        }
+                        match conn.try_read_buf(resp) {
+                            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                            Ok(_) => return Ok(Sent::Early),
+                            Err(e) if is_peer_gone(&e) => return Ok(Sent::Early),
+                            Err(e) => return Err(io_failure("recv()", action, &e)),
+                        }
                     }
                     c = session.read_request_body() => c,
                 };
                 match chunk {
                     Ok(Some(bytes)) => {
-                        if !write_watching(rd, wr, &bytes, resp, cfg.send_timeout).await? {
+                        if !write_watching(conn, &bytes, resp, cfg.send_timeout).await? {
                             return Ok(Sent::Early);
                         }
                     }
@@ -595,39 +654,50 @@ async fn send_request(
             }
         }
     }
-    let _ = wr.flush().await;
     Ok(Sent::All)
 }
 
 /// Writes `data` while watching for uWSGI to answer early. `Ok(false)`: it answered or
 /// hung up first (the rest of the body is not wanted).
-async fn write_watching(
-    rd: &mut ReadHalf<Box<dyn Stream>>,
-    wr: &mut WriteHalf<Box<dyn Stream>>,
-    data: &[u8],
-    resp: &mut BytesMut,
-    timeout: Duration,
-) -> Result<bool, Failure> {
+async fn write_watching(conn: &Conn, mut data: &[u8], resp: &mut BytesMut, timeout: Duration) -> Result<bool, Failure> {
     let action = "sending request to upstream";
-    let write = wr.write_all(data);
-    tokio::pin!(write);
-    tokio::select! {
-        r = &mut write => match r {
-            Ok(()) => Ok(true),
-            Err(e) if is_peer_gone(&e) => Ok(false),
-            Err(e) => Err(io_failure("writev()", action, &e)),
-        },
-        r = rd.read_buf(resp) => match r {
-            Ok(_) => Ok(false),
-            Err(e) if is_peer_gone(&e) => Ok(false),
-            Err(e) => Err(io_failure("recv()", action, &e)),
-        },
-        _ = tokio::time::sleep(timeout) => Err(timed_out(action)),
+    loop {
+        match conn.try_write(data) {
+            Ok(n) => {
+                data = &data[n..];
+                if data.is_empty() {
+                    return Ok(true);
+                }
+                continue;
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) if is_peer_gone(&e) => return Ok(false),
+            Err(e) => return Err(io_failure("writev()", action, &e)),
+        }
+        tokio::select! {
+            r = conn.writable() => {
+                if let Err(e) = r {
+                    return Err(io_failure("writev()", action, &e));
+                }
+            }
+            r = conn.readable() => {
+                if let Err(e) = r {
+                    return Err(io_failure("recv()", action, &e));
+                }
+                match conn.try_read_buf(resp) {
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Ok(_) => return Ok(false),
+                    Err(e) if is_peer_gone(&e) => return Ok(false),
+                    Err(e) => return Err(io_failure("recv()", action, &e)),
+                }
+            }
+            _ = tokio::time::sleep(timeout) => return Err(timed_out(action)),
+        }
     }
 }
 
 async fn read_head(
-    rd: &mut ReadHalf<Box<dyn Stream>>,
+    conn: &Conn,
     resp: &mut BytesMut,
     head_request: bool,
     timeout: Duration,
@@ -647,7 +717,7 @@ async fn read_head(
                 })
             }
         }
-        match tokio::time::timeout(timeout, rd.read_buf(resp)).await {
+        match conn.read_more(resp, timeout).await {
             Ok(Ok(0)) => {
                 return Err(Failure {
                     status: 502,
@@ -718,7 +788,7 @@ fn client_head(head: &ResponseHead, client_http10: bool, head_request: bool) -> 
 
 async fn relay_body(
     session: &mut ServerSession,
-    rd: &mut ReadHalf<Box<dyn Stream>>,
+    conn: &Conn,
     mut pending: BytesMut,
     framing: Framing,
     timeout: Duration,
@@ -764,7 +834,7 @@ async fn relay_body(
             return Ok(());
         }
         pending.reserve(READ_CHUNK);
-        match tokio::time::timeout(timeout, rd.read_buf(&mut pending)).await {
+        match conn.read_more(&mut pending, timeout).await {
             Ok(Ok(0)) => {
                 return match framing {
                     Framing::UntilClose => Ok(()),

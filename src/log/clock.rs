@@ -1,0 +1,89 @@
+//! The local time as log lines print it, formatted once per second per thread (as nginx
+//! caches its time strings) rather than once per line.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// One second's time strings.
+#[derive(Debug)]
+pub struct TimeStrings {
+    /// `$time_local`: `27/Nov/2026:02:14:11 +0000`
+    pub time_local: String,
+    /// `$time_iso8601`: `2026-11-27T02:14:11+00:00`
+    pub iso8601: String,
+    /// The error log's: `2026/11/27 02:14:11`
+    pub error_log: String,
+}
+
+/// The current time for one log line.
+#[derive(Clone, Debug)]
+pub struct Now {
+    pub secs: i64,
+    pub millis: u32,
+    pub strings: Rc<TimeStrings>,
+}
+
+thread_local! {
+    static CACHE: RefCell<Option<(i64, Rc<TimeStrings>)>> = const { RefCell::new(None) };
+}
+
+/// The current time, with its strings from this thread's cache when the second is the
+/// same.
+pub fn now() -> Now {
+    let since = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = i64::try_from(since.as_secs()).unwrap_or(i64::MAX);
+    let strings = CACHE.with(|cache| {
+        let mut cache = cache.borrow_mut();
+        match &*cache {
+            Some((s, strings)) if *s == secs => strings.clone(),
+            _ => {
+                let strings = Rc::new(format_second(secs));
+                *cache = Some((secs, strings.clone()));
+                strings
+            }
+        }
+    });
+    Now {
+        secs,
+        millis: since.subsec_millis(),
+        strings,
+    }
+}
+
+fn format_second(secs: i64) -> TimeStrings {
+    use chrono::TimeZone;
+    let t = chrono::Local
+        .timestamp_opt(secs, 0)
+        .single()
+        .unwrap_or_else(chrono::Local::now);
+    TimeStrings {
+        time_local: t.format("%d/%b/%Y:%H:%M:%S %z").to_string(),
+        iso8601: t.format("%Y-%m-%dT%H:%M:%S%:z").to_string(),
+        error_log: t.format("%Y/%m/%d %H:%M:%S").to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_like_nginx() {
+        let s = format_second(0);
+        // the offset depends on the machine's zone; the shapes do not
+        assert_eq!(s.time_local.len(), "01/Jan/1970:00:00:00 +0000".len());
+        assert_eq!(&s.time_local[2..3], "/");
+        assert_eq!(s.error_log.len(), "1970/01/01 00:00:00".len());
+        assert!(s.iso8601.starts_with("19"));
+    }
+
+    #[test]
+    fn same_second_shares_the_strings() {
+        let a = now();
+        let b = now();
+        if a.secs == b.secs {
+            assert!(Rc::ptr_eq(&a.strings, &b.strings));
+        }
+    }
+}
