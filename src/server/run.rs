@@ -50,6 +50,10 @@ pub fn run(config: Config, config_path: &str) -> Result<(), String> {
         threads: config.global.worker_threads,
         grace_period_seconds: Some(config.global.shutdown_timeout.as_secs()),
         graceful_shutdown_timeout_seconds: Some(1),
+        // One single-threaded runtime per worker thread, each connection staying on the
+        // thread that accepted it (nginx's worker model): with work stealing, 1024 busy
+        // keep-alive connections were served unevenly (p99 20x nginx's, see BENCHMARKS.md).
+        work_stealing: false,
         ..ServerConf::default()
     };
     let mut server = Server::new_with_opt_and_conf(None, conf);
