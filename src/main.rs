@@ -7,9 +7,6 @@ use clap::{Parser, Subcommand};
 
 use portico::config::{self, diag::Diagnostic};
 
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[derive(Parser)]
 #[command(name = "portico", version, about = "A front server for uWSGI apps that takes nginx's place")]
 struct Cli {
