@@ -11,6 +11,7 @@ pub mod response;
 pub mod routing;
 pub mod server;
 pub mod static_files;
+pub mod text;
 pub mod uri;
 pub mod uwsgi;
 pub mod variables;

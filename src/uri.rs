@@ -7,6 +7,8 @@
 
 use std::fmt;
 
+use crate::text::hex_digit;
+
 /// Why a request target was refused (each is a 400 Bad Request).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum UriError {
@@ -145,8 +147,8 @@ fn percent_decode(raw: &[u8]) -> Result<Vec<u8>, UriError> {
     while i < raw.len() {
         let b = raw[i];
         if b == b'%' {
-            let hi = raw.get(i + 1).and_then(|&c| hex_value(c));
-            let lo = raw.get(i + 2).and_then(|&c| hex_value(c));
+            let hi = raw.get(i + 1).and_then(|&c| hex_digit(c));
+            let lo = raw.get(i + 2).and_then(|&c| hex_digit(c));
             let (Some(hi), Some(lo)) = (hi, lo) else {
                 return Err(UriError::BadPercentEncoding);
             };
@@ -162,15 +164,6 @@ fn percent_decode(raw: &[u8]) -> Result<Vec<u8>, UriError> {
         }
     }
     Ok(out)
-}
-
-fn hex_value(c: u8) -> Option<u8> {
-    match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        b'A'..=b'F' => Some(c - b'A' + 10),
-        _ => None,
-    }
 }
 
 /// Percent-encodes a decoded path for use in a `Location` header: bytes that may not

@@ -84,6 +84,24 @@ impl<'a, 'i> Section<'a, 'i> {
         }
     }
 
+    /// Reads `key` as a duration that may not be zero; `default` when absent or wrong.
+    pub fn duration(
+        &mut self,
+        key: &'static str,
+        example: &str,
+        default: std::time::Duration,
+        diags: &mut Diagnostics,
+    ) -> std::time::Duration {
+        match self.get::<Duration>(key, example, diags) {
+            Some(d) if d.get_ref().0.is_zero() => {
+                diags.error(d.span(), format!("`{key}` cannot be zero"), Some(format!("write it like: {example}")));
+                default
+            }
+            Some(d) => d.into_inner().0,
+            None => default,
+        }
+    }
+
     /// Reads `key` as an array of tables (`[[server.location]]`) or a table of tables
     /// (`[upstream.NAME]`), returning a section for each with its name if it has one.
     pub fn tables(

@@ -215,7 +215,7 @@ impl LocationIndex {
                 }
             }
         }
-        index.prefixes.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+        index.prefixes.sort_by_key(|p| std::cmp::Reverse(p.0.len()));
         if dups.is_empty() {
             Ok(index)
         } else {

@@ -126,8 +126,8 @@ impl NameTable {
     }
 
     fn sort(&mut self) {
-        self.leading.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
-        self.trailing.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+        self.leading.sort_by_key(|w| std::cmp::Reverse(w.0.len()));
+        self.trailing.sort_by_key(|w| std::cmp::Reverse(w.0.len()));
     }
 
     fn pick(&self, host: Option<&str>) -> ServerId {

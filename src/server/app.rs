@@ -284,12 +284,7 @@ impl App {
         info.uri = uri;
         let max = site.connection.client_max_body_size;
         if max > 0 {
-            let length = session
-                .req_header()
-                .headers
-                .get(http::header::CONTENT_LENGTH)
-                .and_then(|v| std::str::from_utf8(v.as_bytes()).ok())
-                .and_then(|v| v.trim().parse::<u64>().ok());
+            let length = crate::text::content_length(&session.req_header().headers);
             if let Some(len) = length.filter(|&l| l > max) {
                 notes.push(Note::new(Level::Error,
                     format!("client intended to send too large body: {len} bytes (client_max_body_size is {max})"),
@@ -390,35 +385,17 @@ impl App {
     ) -> Option<Outcome> {
         let tried = {
             let vars = request_vars(info, headers, &site.name);
-            let req = FileRequest {
-                method: &info.method,
-                uri: &info.uri,
-                args: info.query.as_deref(),
-                headers,
-                vars: &vars,
-                host: &info.host,
-                port: info.local.map(|l| l.port()),
-            };
-            try_files(&loc.files, &req)
+            try_files(&loc.files, &file_request(info, headers, &vars))
         };
         match tried {
             Ok(uri) => info.uri = uri,
-            Err(fallback) => return Some(fallback),
+            Err(fallback) => return Some(*fallback),
         }
         if loc.uwsgi.is_some() {
             return None;
         }
         let vars = request_vars(info, headers, &site.name);
-        let req = FileRequest {
-            method: &info.method,
-            uri: &info.uri,
-            args: info.query.as_deref(),
-            headers,
-            vars: &vars,
-            host: &info.host,
-            port: info.local.map(|l| l.port()),
-        };
-        Some(serve(&loc.files, &req, notes))
+        Some(serve(&loc.files, &file_request(info, headers, &vars), notes))
     }
 
     /// Sends a reply Portico made itself, then writes the logs.
@@ -691,6 +668,18 @@ impl App {
         let now = crate::log::clock::now();
         let tid = nix::unistd::gettid().as_raw();
         rt.error_log.write(&format_line(&now.strings.error_log, level, std::process::id(), i64::from(tid), message, ctx));
+    }
+}
+
+fn file_request<'a>(info: &'a RequestInfo, headers: &'a HeaderMap, vars: &'a Vars<'a>) -> FileRequest<'a> {
+    FileRequest {
+        method: &info.method,
+        uri: &info.uri,
+        args: info.query.as_deref(),
+        headers,
+        vars,
+        host: &info.host,
+        port: info.local.map(|l| l.port()),
     }
 }
 

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use crate::config::diag::Diagnostics;
-use crate::config::section::{self, Section, Size};
+use crate::config::section::{Section, Size};
 
 /// Process-wide settings (top level of the file).
 #[derive(Clone, Debug)]
@@ -27,7 +27,7 @@ impl Global {
         };
         Global {
             worker_threads,
-            shutdown_timeout: duration(s, "shutdown_timeout", "shutdown_timeout = \"10s\"", Duration::from_secs(10), diags),
+            shutdown_timeout: s.duration("shutdown_timeout", "shutdown_timeout = \"10s\"", Duration::from_secs(10), diags),
         }
     }
 }
@@ -71,13 +71,13 @@ impl ConnectionSettings {
     /// Reads a section's keys on top of `base` (the top level's, or the defaults).
     pub fn parse(s: &mut Section, base: &ConnectionSettings, diags: &mut Diagnostics) -> ConnectionSettings {
         ConnectionSettings {
-            keepalive_timeout: duration(s, "keepalive_timeout", "keepalive_timeout = \"75s\"", base.keepalive_timeout, diags),
+            keepalive_timeout: s.duration("keepalive_timeout", "keepalive_timeout = \"75s\"", base.keepalive_timeout, diags),
             keepalive_requests: s
                 .get("keepalive_requests", "keepalive_requests = 1000", diags)
                 .map_or(base.keepalive_requests, |v| v.into_inner()),
-            send_timeout: duration(s, "send_timeout", "send_timeout = \"60s\"", base.send_timeout, diags),
-            client_header_timeout: duration(s, "client_header_timeout", "client_header_timeout = \"60s\"", base.client_header_timeout, diags),
-            client_body_timeout: duration(s, "client_body_timeout", "client_body_timeout = \"60s\"", base.client_body_timeout, diags),
+            send_timeout: s.duration("send_timeout", "send_timeout = \"60s\"", base.send_timeout, diags),
+            client_header_timeout: s.duration("client_header_timeout", "client_header_timeout = \"60s\"", base.client_header_timeout, diags),
+            client_body_timeout: s.duration("client_body_timeout", "client_body_timeout = \"60s\"", base.client_body_timeout, diags),
             client_max_body_size: s
                 .get::<Size>("client_max_body_size", "client_max_body_size = \"1m\"   # 0 for no limit", diags)
                 .map_or(base.client_max_body_size, |v| v.into_inner().0),
@@ -91,13 +91,3 @@ impl ConnectionSettings {
     }
 }
 
-fn duration(s: &mut Section, key: &'static str, example: &str, default: Duration, diags: &mut Diagnostics) -> Duration {
-    match s.get::<section::Duration>(key, example, diags) {
-        Some(d) if d.get_ref().0.is_zero() => {
-            diags.error(d.span(), format!("`{key}` cannot be zero"), Some(format!("write it like: {example}")));
-            default
-        }
-        Some(d) => d.into_inner().0,
-        None => default,
-    }
-}

@@ -45,10 +45,8 @@ impl std::fmt::Display for SendError {
             SendError::TimedOut => f.write_str("client timed out (110: Connection timed out) while sending response to client"),
             SendError::Io(e) => write!(
                 f,
-                "{} ({}: {}) while sending response to client",
-                "sendfile() or send() failed",
-                e.raw_os_error().unwrap_or(0),
-                e
+                "sendfile() or send() failed ({}: {e}) while sending response to client",
+                e.raw_os_error().unwrap_or(0)
             ),
         }
     }

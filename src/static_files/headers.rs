@@ -6,6 +6,8 @@
 
 use std::time::UNIX_EPOCH;
 
+use crate::text::trim_ows;
+
 /// The facts about a file that its response headers are made of.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FileFacts {
@@ -225,7 +227,7 @@ pub fn evaluate_range(
         return RangeDecision::Full;
     }
     if let Some(ir) = if_range {
-        let ir_trim = trim(ir);
+        let ir_trim = trim_ows(ir);
         let matches = if ir_trim.first() == Some(&b'"') || ir_trim.starts_with(b"W/") {
             etag_list_matches(ir_trim, etag, false)
         } else {
@@ -236,12 +238,6 @@ pub fn evaluate_range(
         }
     }
     parse_ranges(&range[6..], facts.size)
-}
-
-fn trim(v: &[u8]) -> &[u8] {
-    let start = v.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(v.len());
-    let end = v.iter().rposition(|b| !b.is_ascii_whitespace()).map_or(start, |e| e + 1);
-    &v[start..end]
 }
 
 /// `ngx_http_range_parse`: syntax errors are 416; ranges starting past the end are

@@ -75,10 +75,13 @@ fn open_base(base: &[u8], flags: OFlag) -> nix::Result<OwnedFd> {
 /// is picked up within this time.
 pub const DIR_CACHE_TTL: Duration = Duration::from_secs(1);
 
+/// Open base directories by path, with when they were opened.
+type DirCache = HashMap<Vec<u8>, (Rc<OwnedFd>, Instant)>;
+
 thread_local! {
     /// Base directories opened with O_PATH, per worker thread: every static request opens
     /// its file beneath one, and opening it each time would cost two more syscalls.
-    static DIRS: RefCell<HashMap<Vec<u8>, (Rc<OwnedFd>, Instant)>> = RefCell::new(HashMap::new());
+    static DIRS: RefCell<DirCache> = RefCell::new(HashMap::new());
 }
 
 /// The base directory's O_PATH fd, from this thread's cache when fresh.

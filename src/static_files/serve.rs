@@ -49,7 +49,7 @@ pub enum Outcome {
 
 /// Runs `try_files`: `Ok(uri)` is the entry that exists (the URI to serve from now on),
 /// `Err(outcome)` is the fallback.
-pub fn try_files(cfg: &FilesConfig, req: &FileRequest) -> Result<Vec<u8>, Outcome> {
+pub fn try_files(cfg: &FilesConfig, req: &FileRequest) -> Result<Vec<u8>, Box<Outcome>> {
     let Some(tf) = &cfg.try_files else {
         return Ok(req.uri.to_vec());
     };
@@ -63,7 +63,7 @@ pub fn try_files(cfg: &FilesConfig, req: &FileRequest) -> Result<Vec<u8>, Outcom
             }
         }
     }
-    Err(match &tf.fallback {
+    Err(Box::new(match &tf.fallback {
         Fallback::Named(name) => Outcome::Named(name.clone()),
         Fallback::Status(code) => Outcome::Status(*code),
         Fallback::Uri(t) => {
@@ -71,7 +71,7 @@ pub fn try_files(cfg: &FilesConfig, req: &FileRequest) -> Result<Vec<u8>, Outcom
             t.render(req.vars, Escape::None, &mut uri);
             Outcome::Redirect(uri)
         }
-    })
+    }))
 }
 
 /// Serves `req.uri` from the location's files.

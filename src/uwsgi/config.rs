@@ -11,7 +11,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::config::diag::Diagnostics;
-use crate::config::section::{self, Section};
+use crate::config::section::Section;
 use crate::variables::{Scope, Template};
 
 use super::codec::request::{is_stock_param, Param};
@@ -139,10 +139,10 @@ impl UpstreamConfig {
         if let Some(m) = s.get("max_fails", "max_fails = 1", diags) {
             up.max_fails = m.into_inner();
         }
-        up.fail_timeout = duration(s, "fail_timeout", "fail_timeout = \"10s\"", up.fail_timeout, diags);
-        up.connect_timeout = duration(s, "connect_timeout", "connect_timeout = \"1s\"", up.connect_timeout, diags);
-        up.send_timeout = duration(s, "send_timeout", "send_timeout = \"60s\"", up.send_timeout, diags);
-        up.read_timeout = duration(s, "read_timeout", "read_timeout = \"60s\"", up.read_timeout, diags);
+        up.fail_timeout = s.duration("fail_timeout", "fail_timeout = \"10s\"", up.fail_timeout, diags);
+        up.connect_timeout = s.duration("connect_timeout", "connect_timeout = \"1s\"", up.connect_timeout, diags);
+        up.send_timeout = s.duration("send_timeout", "send_timeout = \"60s\"", up.send_timeout, diags);
+        up.read_timeout = s.duration("read_timeout", "read_timeout = \"60s\"", up.read_timeout, diags);
         if let Some(b) = s.get::<usize>("uwsgi_buffer_size", "uwsgi_buffer_size = 4096   # uWSGI's buffer-size", diags) {
             if *b.get_ref() < 512 || *b.get_ref() > 65535 {
                 diags.error(
@@ -161,16 +161,6 @@ impl UpstreamConfig {
     }
 }
 
-fn duration(s: &mut Section, key: &'static str, example: &str, default: Duration, diags: &mut Diagnostics) -> Duration {
-    match s.get::<section::Duration>(key, example, diags) {
-        Some(d) if d.get_ref().0.is_zero() => {
-            diags.error(d.span(), format!("`{key}` cannot be zero"), Some(format!("write it like: {example}")));
-            default
-        }
-        Some(d) => d.into_inner().0,
-        None => default,
-    }
-}
 
 /// `"unix:/x.sock weight=2 max_conns=64"`.
 fn parse_server(text: &str) -> Result<ServerConfig, String> {

@@ -102,11 +102,7 @@ pub async fn prepare_body(
     }
     let headers = &session.req_header().headers;
     if !headers.contains_key(http::header::TRANSFER_ENCODING) {
-        let len = headers
-            .get(http::header::CONTENT_LENGTH)
-            .and_then(|v| std::str::from_utf8(v.as_bytes()).ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .unwrap_or(0);
+        let len = crate::text::content_length(headers).unwrap_or(0);
         return Ok(RequestBody::Streaming(len));
     }
     if expects_continue(session) {

@@ -5,6 +5,8 @@
 use std::fmt;
 use std::ops::Range;
 
+use crate::text::hex_digit;
+
 /// Longest chunk-size line (size, extensions) or trailer line accepted.
 const MAX_LINE: usize = 4096;
 
@@ -93,7 +95,7 @@ impl ChunkedDecoder {
             let b = input[i];
             match self.state {
                 State::Size { digits } => {
-                    if let Some(v) = hex(b) {
+                    if let Some(v) = hex_digit(b) {
                         if digits >= 16 && self.size >> 60 != 0 {
                             return Err(ChunkError::SizeOverflow);
                         }
@@ -188,15 +190,6 @@ impl ChunkedDecoder {
             pos += step.consumed;
         }
         Ok(pos)
-    }
-}
-
-fn hex(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
     }
 }
 

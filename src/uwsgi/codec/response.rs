@@ -14,6 +14,8 @@ use std::fmt;
 
 use http::header::{HeaderName, HeaderValue};
 
+use crate::text::{parse_decimal, trim_ows as trim};
+
 /// Most headers a response may carry.
 const MAX_HEADERS: usize = 128;
 
@@ -186,22 +188,13 @@ fn framing(headers: &[httparse::Header], status: u16, head_request: bool) -> Res
     if length.is_some() && lengths.next().is_some() {
         return Err(HeadError::BadContentLength);
     }
-    let te = headers.iter().filter(|h| h.name.eq_ignore_ascii_case("transfer-encoding")).last();
+    let te = headers.iter().rev().find(|h| h.name.eq_ignore_ascii_case("transfer-encoding"));
     if te.is_some() && length.is_some() {
         return Err(HeadError::LengthAndChunked);
     }
     let length = match length {
         Some(h) => {
-            let v = trim(h.value);
-            if v.is_empty() || !v.iter().all(u8::is_ascii_digit) {
-                return Err(HeadError::BadContentLength);
-            }
-            Some(
-                std::str::from_utf8(v)
-                    .ok()
-                    .and_then(|s| s.parse::<u64>().ok())
-                    .ok_or(HeadError::BadContentLength)?,
-            )
+            Some(parse_decimal(trim(h.value)).ok_or(HeadError::BadContentLength)?)
         }
         None => None,
     };
@@ -235,12 +228,6 @@ fn is_hop_by_hop(name: &str) -> bool {
         "status",
     ];
     HOP.iter().any(|h| name.eq_ignore_ascii_case(h)) || name.len() >= 8 && name[..8].eq_ignore_ascii_case("x-accel-")
-}
-
-fn trim(v: &[u8]) -> &[u8] {
-    let start = v.iter().position(|&b| b != b' ' && b != b'\t').unwrap_or(v.len());
-    let end = v.iter().rposition(|&b| b != b' ' && b != b'\t').map_or(start, |e| e + 1);
-    &v[start..end]
 }
 
 #[cfg(test)]
