@@ -178,7 +178,7 @@ fn secs(d: Duration) -> u64 {
 }
 
 impl App {
-    /// Serves one parsed request; false when the connection must not be reused.
+    /// Serves one parsed request and says how the connection goes on.
     async fn serve_request(
         &self,
         session: &mut ServerSession,
