@@ -155,3 +155,12 @@ fn version() {
     assert!(out.status.success());
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), format!("portico {}", env!("CARGO_PKG_VERSION")));
 }
+
+#[test]
+fn a_missing_error_page_location_is_reported_once() {
+    let c = check(&format!(
+        "{HEAD}error_page = {{ \"502\" = \"@down\" }}\n[[server.location]]\nmatch = \"/a\"\n[[server.location]]\nmatch = \"/b\"\n"
+    ));
+    assert_error(&c, 4, "no location `@down`", "match = \"@down\"");
+    assert_eq!(c.stderr.matches("no location `@down`").count(), 1, "{}", c.stderr);
+}

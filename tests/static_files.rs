@@ -395,3 +395,21 @@ fn error_page_to_a_uri_keeps_the_status() {
     let r = p.get("/nope");
     assert_eq!((r.status, r.text().as_str()), (404, "custom not found\n"));
 }
+
+#[test]
+fn server_level_error_page_applies_where_no_location_matches() {
+    let d = TempDir::new("errpage");
+    d.write("pages/404.html", "nothing here\n");
+    let config = r#"
+[[server]]
+listen = ["127.0.0.1:{port}"]
+error_page = { "404" = "/errors/404.html" }
+
+[[server.location]]
+match = "/errors/"
+alias = "{dir}/pages/"
+"#;
+    let p = Portico::start_in(d, config, &[]);
+    let r = p.get("/no/location/for/this");
+    assert_eq!((r.status, r.text().as_str()), (404, "nothing here\n"));
+}

@@ -45,6 +45,8 @@ pub struct Site {
     pub logs: LogConfig,
     pub locations: Vec<Location>,
     pub index: LocationIndex,
+    /// The server's own `error_page`, for requests no location matches.
+    pub error_pages: ErrorPages,
 }
 
 /// One `[[server.location]]` table.
@@ -244,21 +246,26 @@ fn parse_site(
             LocationIndex::default()
         }
     };
-    for (l, span) in locations.iter().zip(&spans) {
-        let named = l
-            .files
-            .named_fallback
-            .iter()
-            .chain(l.error_pages.named.iter());
-        for (name, at) in named {
-            if index.named(name).is_none() {
-                diags.error(
-                    at.clone(),
-                    format!("there is no location `@{name}` in this server"),
-                    Some(format!("add a [[server.location]] with match = \"@{name}\"")),
-                );
+    // every `@name` a try_files or error_page refers to, once (locations inherit the
+    // server's error_page, which would otherwise be reported for each of them)
+    let mut referred: Vec<&(String, std::ops::Range<usize>)> = site_error_pages.named.iter().collect();
+    for l in &locations {
+        for r in l.files.named_fallback.iter().chain(l.error_pages.named.iter()) {
+            if !referred.contains(&r) {
+                referred.push(r);
             }
         }
+    }
+    for (name, at) in referred {
+        if index.named(name).is_none() {
+            diags.error(
+                at.clone(),
+                format!("there is no location `@{name}` in this server"),
+                Some(format!("add a [[server.location]] with match = \"@{name}\"")),
+            );
+        }
+    }
+    for (l, span) in locations.iter().zip(&spans) {
         let serves_nothing = matches!(l.files.mapping, crate::static_files::resolve::Mapping::Unmapped)
             && l.uwsgi.is_none()
             && l.files.try_files.is_none();
@@ -281,6 +288,7 @@ fn parse_site(
         logs,
         locations,
         index,
+        error_pages: site_error_pages,
     }
 }
 

@@ -340,8 +340,8 @@ impl App {
                     None => return Action::Reply(Reply::error(500)),
                 },
                 Outcome::Status(code) => {
-                    let pages = loc_id.map(|id| &site.locations[id].error_pages);
-                    let target = pages.and_then(|p| p.get(code)).filter(|_| !error_page_used);
+                    let pages = loc_id.map_or(&site.error_pages, |id| &site.locations[id].error_pages);
+                    let target = pages.get(code).filter(|_| !error_page_used);
                     match target {
                         Some(ErrorTarget::Uri { uri, status }) => {
                             error_page_used = true;
