@@ -312,3 +312,13 @@ fn a_failing_log_disk_does_not_fail_requests_and_is_reported_once() {
     let reports = p.stderr().matches("writing log /dev/full failed").count();
     assert_eq!(reports, 1, "{}", p.stderr());
 }
+
+#[test]
+fn a_redirect_without_host_names_the_address() {
+    let d = fixture();
+    d.write("html/dir/index.html", "x");
+    let p = Portico::start_in(d, &SITE.replace("server_name = [\"localhost\"]\n", ""), &[]);
+    let r = p.request("GET /dir HTTP/1.0\r\n\r\n");
+    assert_eq!(r.status, 301);
+    assert_eq!(r.header("location"), Some(format!("http://127.0.0.1:{}/dir/", p.addr.port()).as_str()));
+}

@@ -269,6 +269,15 @@ impl App {
                 notes.push(Note::new(Level::Info, "client sent HTTP/1.1 request without \"Host\" header"));
                 return Err(400);
             }
+            // HTTP/1.0 without Host: the server's name, else the address it was reached at
+            // (redirects need a host to name)
+            None if site.name.is_empty() => {
+                info.host = match info.local {
+                    Some(SocketAddr::V6(a)) => format!("[{}]", a.ip()),
+                    Some(a) => a.ip().to_string(),
+                    None => String::new(),
+                }
+            }
             None => info.host = site.name.clone(),
         }
         let target = split_target(&info.raw_target).map_err(|e| {
