@@ -222,6 +222,44 @@ fn sigterm_stops_gracefully_within_shutdown_timeout() {
 }
 
 #[test]
+fn sigint_stops_at_once_after_writing_the_logs() {
+    let site = SITE.replacen("keepalive_timeout", "access_log = \"{dir}/access.log\"\nkeepalive_timeout", 1);
+    let mut p = Portico::start_in(fixture(), &site, &[]);
+    // an idle keep-alive connection must not hold the stop up
+    let mut idle = p.connect();
+    idle.send(b"GET /a.txt HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(idle.read_response(false).status, 200);
+    assert_eq!(p.get("/b.txt?last").status, 200);
+    p.signal("INT");
+    let status = p.wait_exit(Duration::from_secs(5)).expect("portico did not exit after SIGINT");
+    assert!(status.success(), "{status}");
+    let log = std::fs::read_to_string(p.dir.path().join("access.log")).unwrap_or_default();
+    assert!(log.contains("GET /b.txt?last HTTP/1.1"), "the last request was not logged before exit:\n{log}");
+}
+
+#[test]
+fn sigusr1_reopens_the_log_files() {
+    let site = SITE.replacen("keepalive_timeout", "access_log = \"{dir}/access.log\"\nkeepalive_timeout", 1);
+    let p = Portico::start_in(fixture(), &site, &[]);
+    let log = p.dir.path().join("access.log");
+    assert_eq!(p.get("/a.txt?before").status, 200);
+    p.wait_for_log(&log, "before");
+    // what logrotate does: move the file away, then ask for a reopen
+    let rotated = p.dir.path().join("access.log.1");
+    std::fs::rename(&log, &rotated).unwrap();
+    p.signal("USR1");
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !log.exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(p.get("/a.txt?after").status, 200);
+    let fresh = p.wait_for_log(&log, "after");
+    assert!(!fresh.contains("before"), "{fresh}");
+    let old = std::fs::read_to_string(&rotated).unwrap();
+    assert!(old.contains("before") && !old.contains("after"), "{old}");
+}
+
+#[test]
 fn a_busy_port_fails_fast_with_a_clear_error() {
     let held = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = held.local_addr().unwrap().port();

@@ -36,6 +36,8 @@ struct Shared {
     thread: Thread,
     reopen: AtomicBool,
     stop: AtomicBool,
+    /// Set by the writer thread once it has written everything and ended.
+    finished: AtomicBool,
 }
 
 /// Where one log goes.
@@ -77,15 +79,26 @@ pub struct LogWriter {
     handle: Option<JoinHandle<()>>,
 }
 
-/// Lets another thread (the signal handler) ask for reopening.
+/// Lets another thread (the signal handler) ask for reopening or a final flush.
 #[derive(Clone)]
-pub struct Reopener(Arc<Shared>);
+pub struct LogControl(Arc<Shared>);
 
-impl Reopener {
+impl LogControl {
     /// Reopens every file by its path (after logrotate moved them).
     pub fn reopen(&self) {
         self.0.reopen.store(true, Ordering::Release);
         self.0.thread.unpark();
+    }
+
+    /// Writes everything queued and ends the writer, waiting at most `limit`; for a
+    /// process about to exit.
+    pub fn flush_and_stop(&self, limit: Duration) {
+        self.0.stop.store(true, Ordering::Release);
+        self.0.thread.unpark();
+        let deadline = std::time::Instant::now() + limit;
+        while !self.0.finished.load(Ordering::Acquire) && std::time::Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(2));
+        }
     }
 }
 
@@ -121,6 +134,7 @@ impl LogWriter {
             thread: handle.thread().clone(),
             reopen: AtomicBool::new(false),
             stop: AtomicBool::new(false),
+            finished: AtomicBool::new(false),
         });
         let _ = tx.send(shared.clone());
         Ok(LogWriter {
@@ -145,8 +159,8 @@ impl LogWriter {
         }
     }
 
-    pub fn reopener(&self) -> Reopener {
-        Reopener(self.shared.clone())
+    pub fn control(&self) -> LogControl {
+        LogControl(self.shared.clone())
     }
 
     /// Writes everything queued and stops the thread.
@@ -250,6 +264,7 @@ fn run(shared: &Shared, mut outputs: Vec<(Arc<Queue>, Output)>) {
             }
         }
         if stopping {
+            shared.finished.store(true, Ordering::Release);
             return;
         }
     }
@@ -270,7 +285,7 @@ mod tests {
         sink.write(b"one\n");
         wait_for(&a, "one\n");
         std::fs::rename(&a, dir.join("a.log.1")).unwrap();
-        w.reopener().reopen();
+        w.control().reopen();
         // the reopen happens on the writer's next turn
         std::thread::sleep(FLUSH_INTERVAL * 3);
         sink.write(b"two\n");

@@ -2,6 +2,7 @@
 //! the app, and the signals.
 
 use std::net::{SocketAddr, TcpListener};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use pingora_core::listeners::{L4BufferSettings, ListenerConfig, TcpSocketOptions};
@@ -11,7 +12,7 @@ use pingora_core::services::listening::Service;
 use tokio::signal::unix::{signal, SignalKind};
 
 use crate::config::Config;
-use crate::log::writer::{LogWriter, Reopener};
+use crate::log::writer::{LogControl, LogWriter};
 use crate::static_files::open::openat2_available;
 use crate::uwsgi::forward::Upstream;
 
@@ -82,7 +83,7 @@ pub fn run(config: Config, config_path: &str) -> Result<(), String> {
         config.global.worker_threads
     );
     server.run(RunArgs {
-        shutdown_signal: Box::new(Signals { logs: logs.reopener() }),
+        shutdown_signal: Box::new(Signals { logs: logs.control() }),
     });
     logs.stop();
     Ok(())
@@ -123,40 +124,39 @@ fn ignore_sighup_until_handled() -> Result<(), String> {
 }
 
 /// nginx's signal meanings on top of pingora's lifecycle: TERM and QUIT stop gracefully
-/// (waiting up to `shutdown_timeout`), INT stops at once, USR1 reopens the log files, HUP
-/// is acknowledged and ignored (configuration reload does not exist yet).
+/// (waiting up to `shutdown_timeout`), INT stops at once (logs written first), USR1 reopens
+/// the log files, HUP is acknowledged and ignored (configuration reload does not exist
+/// yet).
 struct Signals {
-    logs: Reopener,
+    logs: LogControl,
 }
 
 #[async_trait]
 impl ShutdownSignalWatch for Signals {
     async fn recv(&self) -> ShutdownSignal {
-        let kinds = [
-            SignalKind::terminate(),
-            SignalKind::quit(),
-            SignalKind::interrupt(),
-            SignalKind::hangup(),
-            SignalKind::user_defined1(),
-        ];
-        let mut streams = Vec::new();
-        for kind in kinds {
-            match signal(kind) {
-                Ok(s) => streams.push(s),
-                Err(e) => {
-                    eprintln!("portico: cannot install signal handlers ({e}); stopping");
-                    return ShutdownSignal::FastShutdown;
-                }
-            }
-        }
-        let [term, quit, int, hup, usr1] = &mut streams[..] else {
-            return ShutdownSignal::FastShutdown;
+        let install = |kind| {
+            signal(kind).unwrap_or_else(|e| {
+                // Without handlers the server could not be stopped cleanly; refuse to run.
+                eprintln!("portico: cannot install signal handlers ({e}); stopping");
+                std::process::exit(1)
+            })
         };
+        let mut term = install(SignalKind::terminate());
+        let mut quit = install(SignalKind::quit());
+        let mut int = install(SignalKind::interrupt());
+        let mut hup = install(SignalKind::hangup());
+        let mut usr1 = install(SignalKind::user_defined1());
         loop {
             tokio::select! {
                 _ = term.recv() => return ShutdownSignal::GracefulTerminate,
                 _ = quit.recv() => return ShutdownSignal::GracefulTerminate,
-                _ = int.recv() => return ShutdownSignal::FastShutdown,
+                _ = int.recv() => {
+                    // nginx's fast shutdown: the connections are dropped anyway, so exit
+                    // here, after the logs are written. (pingora's own fast path can spin
+                    // forever when its single-threaded runtimes stop in the wrong order.)
+                    self.logs.flush_and_stop(Duration::from_secs(2));
+                    std::process::exit(0);
+                }
                 _ = hup.recv() => eprintln!(
                     "portico: SIGHUP received; configuration reload is not supported yet, still serving the configuration loaded at start"
                 ),
