@@ -7,10 +7,7 @@ use portico::routing::locations::{LocationIndex, Matcher};
 use portico::uri::{normalize_path, split_target};
 
 fn index(specs: &[String]) -> LocationIndex {
-    let matchers: Vec<Matcher> = specs
-        .iter()
-        .map(|s| Matcher::parse(s).expect("valid match"))
-        .collect();
+    let matchers: Vec<Matcher> = specs.iter().map(|s| Matcher::parse(s).expect("valid match")).collect();
     LocationIndex::build(&matchers).expect("no duplicates")
 }
 
@@ -35,7 +32,9 @@ fn large_site() -> LocationIndex {
 fn bench_locations(c: &mut Criterion) {
     let site = flaskbb_site();
     let mut g = c.benchmark_group("locations/flaskbb");
-    for uri in ["/", "/static/css/styles.css", "/_themes/aurora/css/styles.css", "/robots.txt", "/topic/12-hello"] {
+    for uri in
+        ["/", "/static/css/styles.css", "/_themes/aurora/css/styles.css", "/robots.txt", "/topic/12-hello"]
+    {
         g.bench_function(uri, |b| b.iter(|| site.find(black_box(uri.as_bytes()))));
     }
     g.finish();
@@ -51,10 +50,7 @@ fn bench_locations(c: &mut Criterion) {
 fn bench_uri(c: &mut Criterion) {
     let mut g = c.benchmark_group("uri");
     let mut out = Vec::with_capacity(256);
-    for target in [
-        "/static/css/styles.css?v=3",
-        "/recu//a%20b/./c/../d%2Fe%3Fnot-query?q=%20+1",
-    ] {
+    for target in ["/static/css/styles.css?v=3", "/recu//a%20b/./c/../d%2Fe%3Fnot-query?q=%20+1"] {
         g.bench_function(target, |b| {
             b.iter(|| {
                 let t = split_target(black_box(target.as_bytes())).expect("valid target");

@@ -69,7 +69,12 @@ fn bench_response(c: &mut Criterion) {
     c.bench_function("uwsgi/parse_response_head", |b| {
         b.iter(|| parse_head(black_box(head), 4096, false).expect("valid").expect("complete"))
     });
-    let body: Vec<u8> = b"2000\r\n".iter().copied().chain(std::iter::repeat_n(b'x', 0x2000)).chain(*b"\r\n0\r\n\r\n").collect();
+    let body: Vec<u8> = b"2000\r\n"
+        .iter()
+        .copied()
+        .chain(std::iter::repeat_n(b'x', 0x2000))
+        .chain(*b"\r\n0\r\n\r\n")
+        .collect();
     let mut out = Vec::with_capacity(0x2000);
     c.bench_function("uwsgi/decode_chunked_8k", |b| {
         b.iter(|| {

@@ -44,7 +44,11 @@ impl ErrorPages {
             let target = match parse_target(&target) {
                 Ok(t) => t,
                 Err(hint) => {
-                    diags.error(span.clone(), format!("error_page target `{target}` is not a URI or @name"), Some(hint));
+                    diags.error(
+                        span.clone(),
+                        format!("error_page target `{target}` is not a URI or @name"),
+                        Some(hint),
+                    );
                     continue;
                 }
             };
@@ -89,17 +93,11 @@ fn parse_target(text: &str) -> Result<ErrorTarget, String> {
     };
     if let Some(name) = rest.strip_prefix('@') {
         if !name.is_empty() {
-            return Ok(ErrorTarget::Named {
-                name: name.to_string(),
-                status,
-            });
+            return Ok(ErrorTarget::Named { name: name.to_string(), status });
         }
     }
     if rest.starts_with('/') {
-        return Ok(ErrorTarget::Uri {
-            uri: rest.as_bytes().to_vec(),
-            status,
-        });
+        return Ok(ErrorTarget::Uri { uri: rest.as_bytes().to_vec(), status });
     }
     Err("write a URI such as \"/50x.html\" or a named location such as \"@maintenance\"".into())
 }

@@ -31,10 +31,7 @@ pub struct Head {
 
 impl Head {
     pub fn new(status: u16) -> Head {
-        Head {
-            status,
-            ..Head::default()
-        }
+        Head { status, ..Head::default() }
     }
 
     /// Adds a header after `Connection`.
@@ -49,10 +46,7 @@ impl Head {
 
     /// The headers added with [`Head::header`], as name and value.
     pub fn extra_headers(&self) -> impl Iterator<Item = (&str, &str)> {
-        std::str::from_utf8(&self.extra)
-            .unwrap_or("")
-            .split("\r\n")
-            .filter_map(|line| line.split_once(": "))
+        std::str::from_utf8(&self.extra).unwrap_or("").split("\r\n").filter_map(|line| line.split_once(": "))
     }
 
     /// Encodes the head as HTTP/1.1, with `date` and the keep-alive decision.
@@ -78,11 +72,7 @@ impl Head {
         if let Some(loc) = &self.location {
             let _ = write!(Writer(out), "Location: {loc}\r\n");
         }
-        out.put_slice(if keepalive {
-            b"Connection: keep-alive\r\n"
-        } else {
-            b"Connection: close\r\n"
-        });
+        out.put_slice(if keepalive { b"Connection: keep-alive\r\n" } else { b"Connection: close\r\n" });
         out.put_slice(&self.extra);
         out.put_slice(b"\r\n");
     }
@@ -122,7 +112,10 @@ pub enum Body {
     #[default]
     Empty,
     Bytes(Bytes),
-    File { file: File, parts: Vec<Part> },
+    File {
+        file: File,
+        parts: Vec<Part>,
+    },
 }
 
 /// A complete response Portico produces itself.
@@ -139,10 +132,7 @@ impl Reply {
         let mut head = Head::new(status);
         head.content_type = Some(Cow::Borrowed("text/html"));
         head.content_length = Some(body.len() as u64);
-        Reply {
-            head,
-            body: Body::Bytes(body),
-        }
+        Reply { head, body: Body::Bytes(body) }
     }
 
     /// A 301 to `location` (already escaped), with nginx's little HTML page.

@@ -28,9 +28,7 @@ pub fn parse_decimal(v: &[u8]) -> Option<u64> {
 
 /// The request's `Content-Length`, if it has a valid one.
 pub fn content_length(headers: &http::HeaderMap) -> Option<u64> {
-    headers
-        .get(http::header::CONTENT_LENGTH)
-        .and_then(|v| parse_decimal(trim_ows(v.as_bytes())))
+    headers.get(http::header::CONTENT_LENGTH).and_then(|v| parse_decimal(trim_ows(v.as_bytes())))
 }
 
 #[cfg(test)]

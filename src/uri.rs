@@ -55,33 +55,21 @@ pub fn split_target(target: &[u8]) -> Result<Target<'_>, UriError> {
         // authority runs to the first '/', '?' or end; the path starts there
         match rest.iter().position(|&b| b == b'/' || b == b'?') {
             Some(i) if rest[i] == b'/' => &rest[i..],
-            Some(i) => {
-                return Ok(Target {
-                    raw_path: b"/",
-                    query: Some(&rest[i + 1..]),
-                })
-            }
+            Some(i) => return Ok(Target { raw_path: b"/", query: Some(&rest[i + 1..]) }),
             None => b"/",
         }
     } else {
         return Err(UriError::NotAbsolutePath);
     };
     Ok(match memchr::memchr(b'?', origin) {
-        Some(i) => Target {
-            raw_path: &origin[..i],
-            query: Some(&origin[i + 1..]),
-        },
-        None => Target {
-            raw_path: origin,
-            query: None,
-        },
+        Some(i) => Target { raw_path: &origin[..i], query: Some(&origin[i + 1..]) },
+        None => Target { raw_path: origin, query: None },
     })
 }
 
 fn strip_scheme(target: &[u8]) -> Option<&[u8]> {
-    let lower_starts = |prefix: &[u8]| {
-        target.len() >= prefix.len() && target[..prefix.len()].eq_ignore_ascii_case(prefix)
-    };
+    let lower_starts =
+        |prefix: &[u8]| target.len() >= prefix.len() && target[..prefix.len()].eq_ignore_ascii_case(prefix);
     if lower_starts(b"http://") {
         Some(&target[7..])
     } else if lower_starts(b"https://") {
@@ -136,9 +124,7 @@ pub fn normalize_path(raw: &[u8], out: &mut Vec<u8>) -> Result<(), UriError> {
 fn is_already_normal(raw: &[u8]) -> bool {
     memchr::memchr(b'%', raw).is_none()
         && memchr::memmem::find(raw, b"//").is_none()
-        && !raw
-            .split(|&b| b == b'/')
-            .any(|s| s == b"." || s == b"..")
+        && !raw.split(|&b| b == b'/').any(|s| s == b"." || s == b"..")
 }
 
 fn percent_decode(raw: &[u8]) -> Result<Vec<u8>, UriError> {

@@ -203,10 +203,8 @@ impl Template {
             } else if bytes.get(i + 1).is_some_and(u8::is_ascii_digit) {
                 (&text[i + 1..i + 2], i + 2)
             } else {
-                let len = bytes[i + 1..]
-                    .iter()
-                    .take_while(|b| b.is_ascii_alphanumeric() || **b == b'_')
-                    .count();
+                let len =
+                    bytes[i + 1..].iter().take_while(|b| b.is_ascii_alphanumeric() || **b == b'_').count();
                 (&text[i + 1..i + 1 + len], i + 1 + len)
             };
             if name.is_empty() {
@@ -248,9 +246,7 @@ impl Template {
 
     /// Whether the template names a regex capture.
     pub fn uses_captures(&self) -> bool {
-        self.pieces
-            .iter()
-            .any(|p| matches!(p, Piece::Var(Var::Capture(_) | Var::NamedCapture(_))))
+        self.pieces.iter().any(|p| matches!(p, Piece::Var(Var::Capture(_) | Var::NamedCapture(_))))
     }
 
     /// The literal text before the first variable.

@@ -14,11 +14,8 @@ struct Checked {
 }
 
 fn check_file(path: &std::path::Path) -> Checked {
-    let out = Command::new(portico_bin())
-        .args(["check", "-c"])
-        .arg(path)
-        .output()
-        .expect("run portico check");
+    let out =
+        Command::new(portico_bin()).args(["check", "-c"]).arg(path).output().expect("run portico check");
     Checked {
         code: out.status.code(),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -37,12 +34,13 @@ fn check(config: &str) -> Checked {
 fn assert_error(c: &Checked, line: usize, message: &str, hint: &str) {
     assert_eq!(c.code, Some(1), "check should fail:\n{}", c.stderr);
     let at = format!("site.toml:{line}:");
-    let found = c
-        .stderr
-        .split("\n")
-        .collect::<Vec<_>>()
-        .windows(2)
-        .any(|w| w[0].contains(&at) && w[0].contains("error:") && w[0].contains(message) && w[1].contains("hint:") && w[1].contains(hint));
+    let found = c.stderr.split("\n").collect::<Vec<_>>().windows(2).any(|w| {
+        w[0].contains(&at)
+            && w[0].contains("error:")
+            && w[0].contains(message)
+            && w[1].contains("hint:")
+            && w[1].contains(hint)
+    });
     assert!(found, "no error at line {line} with {message:?} / hint {hint:?} in:\n{}", c.stderr);
 }
 
@@ -97,13 +95,16 @@ fn duplicate_named_locations() {
 
 #[test]
 fn try_files_naming_a_missing_location() {
-    let c = check(&format!("{HEAD}[[server.location]]\nmatch = \"/\"\ntry_files = [\"$uri\", \"@flaskbb\"]\n"));
+    let c =
+        check(&format!("{HEAD}[[server.location]]\nmatch = \"/\"\ntry_files = [\"$uri\", \"@flaskbb\"]\n"));
     assert_error(&c, 6, "no location `@flaskbb`", "match = \"@flaskbb\"");
 }
 
 #[test]
 fn alias_and_root_in_one_location() {
-    let c = check(&format!("{HEAD}[[server.location]]\nmatch = \"/static\"\nroot = \"/srv\"\nalias = \"/srv/static/\"\n"));
+    let c = check(&format!(
+        "{HEAD}[[server.location]]\nmatch = \"/static\"\nroot = \"/srv\"\nalias = \"/srv/static/\"\n"
+    ));
     assert_error(&c, 6, "`alias` and `root` in one location", "keep one");
 }
 
@@ -125,7 +126,11 @@ fn every_error_is_reported_at_once() {
     for line in ["site.toml:2:", "site.toml:5:", "site.toml:8:", "site.toml:11:"] {
         assert!(c.stderr.contains(line), "missing {line} in:\n{}", c.stderr);
     }
-    assert!(c.stderr.contains("unknown variant `sometimes`, expected one of `inside`, `follow`, `deny`"), "{}", c.stderr);
+    assert!(
+        c.stderr.contains("unknown variant `sometimes`, expected one of `inside`, `follow`, `deny`"),
+        "{}",
+        c.stderr
+    );
 }
 
 #[test]

@@ -175,7 +175,9 @@ fn large_file_to_a_slow_reader_arrives_intact() {
 #[test]
 fn static_bodies_are_sent_with_sendfile() {
     if Command::new("strace").arg("-V").output().is_err() {
-        eprintln!("SKIPPED: strace is not installed (apt-get install strace); the sendfile proof did not run");
+        eprintln!(
+            "SKIPPED: strace is not installed (apt-get install strace); the sendfile proof did not run"
+        );
         return;
     }
     let d = fixture();
@@ -183,7 +185,8 @@ fn static_bodies_are_sent_with_sendfile() {
     d.write("html/big.bin", &data);
     let trace = d.path().join("strace.out");
     let trace_arg = trace.display().to_string();
-    let mut p = Portico::start_in(d, SITE, &["strace", "-f", "-qq", "-e", "trace=sendfile", "-o", &trace_arg]);
+    let mut p =
+        Portico::start_in(d, SITE, &["strace", "-f", "-qq", "-e", "trace=sendfile", "-o", &trace_arg]);
     let r = p.request("GET /big.bin HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
     assert_eq!(r.status, 200);
     assert!(r.body == data, "body differs from the file");
@@ -264,12 +267,11 @@ fn a_busy_port_fails_fast_with_a_clear_error() {
     let held = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = held.local_addr().unwrap().port();
     let d = fixture();
-    let conf = d.write("p.toml", SITE.replace("{port}", &port.to_string()).replace("{dir}", &d.path().display().to_string()));
-    let out = Command::new(portico_bin())
-        .args(["run", "-c"])
-        .arg(&conf)
-        .output()
-        .unwrap();
+    let conf = d.write(
+        "p.toml",
+        SITE.replace("{port}", &port.to_string()).replace("{dir}", &d.path().display().to_string()),
+    );
+    let out = Command::new(portico_bin()).args(["run", "-c"]).arg(&conf).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains(&format!("cannot listen on 127.0.0.1:{port}")), "{err}");
@@ -335,7 +337,10 @@ match = "/"
 
 #[test]
 fn a_failing_log_disk_does_not_fail_requests_and_is_reported_once() {
-    let site = SITE.replace("error_log = \"{dir}/error.log\"", "error_log = \"{dir}/error.log\"\naccess_log = \"/dev/full\"");
+    let site = SITE.replace(
+        "error_log = \"{dir}/error.log\"",
+        "error_log = \"{dir}/error.log\"\naccess_log = \"/dev/full\"",
+    );
     let p = Portico::start_in(fixture(), &site, &[]);
     for _ in 0..20 {
         assert_eq!(p.get("/a.txt").status, 200);

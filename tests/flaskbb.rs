@@ -59,7 +59,11 @@ fn deploy() -> Deployment {
         .expect("start uwsgi");
     let deadline = Instant::now() + Duration::from_secs(60);
     while UnixStream::connect(&socket).is_err() {
-        assert!(Instant::now() < deadline, "uWSGI did not come up; see {}/logs/uwsgi.log", dir.path().display());
+        assert!(
+            Instant::now() < deadline,
+            "uWSGI did not come up; see {}/logs/uwsgi.log",
+            dir.path().display()
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     let mode = std::fs::metadata(&socket).unwrap().permissions().mode() & 0o777;
@@ -159,7 +163,8 @@ fn flaskbb_behind_portico() {
     assert_eq!(form.status, 200);
     let cookie = session_cookie(&form).expect("a session cookie with the login form");
     let token = form_value(&form.text(), "csrf_token");
-    let body = format!("csrf_token={}&login=admin&password=Portico-admin-1&submit=Login", form_encode(&token));
+    let body =
+        format!("csrf_token={}&login=admin&password=Portico-admin-1&submit=Login", form_encode(&token));
     let login = d.request(&format!(
         "POST /auth/login HTTP/1.1\r\nHost: {}\r\nCookie: {cookie}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
         d.addr,

@@ -194,13 +194,15 @@ fn conditional_requests() {
     let etag = r.header("etag").unwrap().to_string();
     let lm = r.header("last-modified").unwrap().to_string();
 
-    let inm = p.request(&format!("GET /static/css/site.css HTTP/1.1\r\nHost: x\r\nIf-None-Match: {etag}\r\n\r\n"));
+    let inm =
+        p.request(&format!("GET /static/css/site.css HTTP/1.1\r\nHost: x\r\nIf-None-Match: {etag}\r\n\r\n"));
     assert_eq!(inm.status, 304);
     assert!(inm.body.is_empty());
     assert_eq!(inm.header("etag"), Some(etag.as_str()));
     assert_eq!(inm.header("content-length"), None);
 
-    let ims = p.request(&format!("GET /static/css/site.css HTTP/1.1\r\nHost: x\r\nIf-Modified-Since: {lm}\r\n\r\n"));
+    let ims = p
+        .request(&format!("GET /static/css/site.css HTTP/1.1\r\nHost: x\r\nIf-Modified-Since: {lm}\r\n\r\n"));
     assert_eq!(ims.status, 304);
 
     let stale = p.request("GET /static/css/site.css HTTP/1.1\r\nHost: x\r\nIf-None-Match: \"nope\"\r\n\r\n");
@@ -217,9 +219,8 @@ fn conditional_requests() {
 #[test]
 fn range_requests() {
     let p = start();
-    let get = |range: &str| {
-        p.request(&format!("GET /digits.bin HTTP/1.1\r\nHost: x\r\nRange: {range}\r\n\r\n"))
-    };
+    let get =
+        |range: &str| p.request(&format!("GET /digits.bin HTTP/1.1\r\nHost: x\r\nRange: {range}\r\n\r\n"));
     let r = get("bytes=2-4");
     assert_eq!((r.status, r.text().as_str()), (206, "234"));
     assert_eq!(r.header("content-range"), Some("bytes 2-4/10"));
@@ -246,7 +247,9 @@ fn range_requests() {
 
     // If-Range with the current ETag honours the range, with another one sends it all
     let etag = p.get("/digits.bin").header("etag").unwrap().to_string();
-    let r = p.request(&format!("GET /digits.bin HTTP/1.1\r\nHost: x\r\nRange: bytes=0-1\r\nIf-Range: {etag}\r\n\r\n"));
+    let r = p.request(&format!(
+        "GET /digits.bin HTTP/1.1\r\nHost: x\r\nRange: bytes=0-1\r\nIf-Range: {etag}\r\n\r\n"
+    ));
     assert_eq!((r.status, r.text().as_str()), (206, "01"));
     let r = p.request("GET /digits.bin HTTP/1.1\r\nHost: x\r\nRange: bytes=0-1\r\nIf-Range: \"old\"\r\n\r\n");
     assert_eq!((r.status, r.text().as_str()), (200, "0123456789"));
@@ -340,18 +343,27 @@ fn missing_files_are_logged_like_nginx() {
 #[test]
 fn access_log_in_combined_format() {
     let p = start();
-    p.request("GET /a.txt?q=1 HTTP/1.1\r\nHost: x\r\nUser-Agent: test-agent/1\r\nReferer: http://ref/\r\n\r\n");
+    p.request(
+        "GET /a.txt?q=1 HTTP/1.1\r\nHost: x\r\nUser-Agent: test-agent/1\r\nReferer: http://ref/\r\n\r\n",
+    );
     let log = p.wait_for_log(&p.dir.path().join("access.log"), "test-agent");
     let line = log.lines().find(|l| l.contains("test-agent")).unwrap();
     assert!(line.starts_with("127.0.0.1 - - ["), "{line}");
-    assert!(line.ends_with("] \"GET /a.txt?q=1 HTTP/1.1\" 200 11 \"http://ref/\" \"test-agent/1\""), "{line}");
+    assert!(
+        line.ends_with("] \"GET /a.txt?q=1 HTTP/1.1\" 200 11 \"http://ref/\" \"test-agent/1\""),
+        "{line}"
+    );
 }
 
 fn symlink_fixture() -> TempDir {
     let d = fixture();
     std::os::unix::fs::symlink("css/site.css", d.path().join("static/inside-link.css")).unwrap();
     std::os::unix::fs::symlink("../secret.txt", d.path().join("static/outside-link.txt")).unwrap();
-    std::os::unix::fs::symlink(d.path().join("static/css/site.css"), d.path().join("static/absolute-link.css")).unwrap();
+    std::os::unix::fs::symlink(
+        d.path().join("static/css/site.css"),
+        d.path().join("static/absolute-link.css"),
+    )
+    .unwrap();
     d
 }
 
@@ -390,7 +402,8 @@ fn symlinks_deny() {
 fn error_page_to_a_uri_keeps_the_status() {
     let d = fixture();
     d.write("html/404.html", "custom not found\n");
-    let site = SITE.replace("root = \"{dir}/html\"", "root = \"{dir}/html\"\nerror_page = { \"404\" = \"/404.html\" }");
+    let site = SITE
+        .replace("root = \"{dir}/html\"", "root = \"{dir}/html\"\nerror_page = { \"404\" = \"/404.html\" }");
     let p = Portico::start_in(d, &site, &[]);
     let r = p.get("/nope");
     assert_eq!((r.status, r.text().as_str()), (404, "custom not found\n"));

@@ -99,7 +99,8 @@ fn ours(case: &Case) -> Vec<u8> {
         request_uri.extend_from_slice(q);
     }
     let protocol: &[u8] = if req.version == Some(0) { b"HTTP/1.0" } else { b"HTTP/1.1" };
-    let content_type = req.headers.iter().find(|h| h.name.eq_ignore_ascii_case("content-type")).map(|h| h.value);
+    let content_type =
+        req.headers.iter().find(|h| h.name.eq_ignore_ascii_case("content-type")).map(|h| h.value);
     let remote: SocketAddr = format!("127.0.0.1:{}", case.remote_port).parse().unwrap();
     let cgi = CgiRequest {
         method: req.method.unwrap().as_bytes(),
@@ -175,7 +176,8 @@ fn debian_http_host_via_uwsgi_param() {
     assert_eq!(ours_vars(&case), nginx);
 
     let (nginx, _) = captured("18_host_with_port_debian");
-    let mut case = Case::new("GET /rec/port HTTP/1.1\r\nHost: LocalHost:18180\r\nConnection: close\r\n\r\n", 48378);
+    let mut case =
+        Case::new("GET /rec/port HTTP/1.1\r\nHost: LocalHost:18180\r\nConnection: close\r\n\r\n", 48378);
     case.params = vec![param("HTTP_HOST", "$host", false)];
     case.host_var = "localhost";
     assert_eq!(ours_vars(&case), nginx);
@@ -183,11 +185,13 @@ fn debian_http_host_via_uwsgi_param() {
 
 #[test]
 fn absolute_form_targets() {
-    let raw = "GET http://other.example:8080/recu/abs HTTP/1.1\r\nHost: evil.example\r\nConnection: close\r\n\r\n";
+    let raw =
+        "GET http://other.example:8080/recu/abs HTTP/1.1\r\nHost: evil.example\r\nConnection: close\r\n\r\n";
     let (nginx, _) = captured("17_absolute_form_host_upstream");
     assert_eq!(ours_vars(&Case::new(raw, 48362)), nginx);
 
-    let raw = "GET http://other.example:8080/rec/abs HTTP/1.1\r\nHost: evil.example\r\nConnection: close\r\n\r\n";
+    let raw =
+        "GET http://other.example:8080/rec/abs HTTP/1.1\r\nHost: evil.example\r\nConnection: close\r\n\r\n";
     let (nginx, _) = captured("16_absolute_form_host_debian");
     let mut case = Case::new(raw, 48348);
     case.params = vec![param("HTTP_HOST", "$host", false)];
@@ -202,7 +206,8 @@ fn duplicate_headers_are_joined() {
     let ours = ours_vars(&Case::new(http, 54400));
     // nginx 1.22 sends HTTP_COOKIE twice (the app keeps only b=2); Portico joins them as
     // nginx >= 1.23 does
-    let mut expected: Vars = nginx.into_iter().filter(|(k, _)| k != "HTTP_COOKIE" && k != "HTTP_X_DUP").collect();
+    let mut expected: Vars =
+        nginx.into_iter().filter(|(k, _)| k != "HTTP_COOKIE" && k != "HTTP_X_DUP").collect();
     expected.push(("HTTP_COOKIE".into(), "a=1; b=2".into()));
     expected.push(("HTTP_X_DUP".into(), "one, two".into()));
     assert_eq!(ours, expected);
@@ -315,8 +320,14 @@ fn over_65535_is_refused() {
     };
     let opts = EncodeOptions { params: &[], modifier1: 0, modifier2: 0, buffer_size: 65535 };
     let mut buf = Vec::new();
-    let e = encode_request(&cgi, || req.headers.iter().map(|h| (h.name.as_bytes(), h.value)), &opts, &HostVar(String::new()), &mut buf)
-        .unwrap_err();
+    let e = encode_request(
+        &cgi,
+        || req.headers.iter().map(|h| (h.name.as_bytes(), h.value)),
+        &opts,
+        &HostVar(String::new()),
+        &mut buf,
+    )
+    .unwrap_err();
     match e {
         EncodeError::TooBig { size, largest } => {
             assert!(size > 90_000, "{size}");
@@ -371,7 +382,8 @@ fn round_trip_arbitrary_vars() {
                 assert_eq!(len, size + 4);
                 let p = decode(&buf).expect("round trip");
                 assert_eq!((p.modifier1, p.modifier2), (m1, m2));
-                let got: Vec<(Vec<u8>, Vec<u8>)> = p.vars.iter().map(|(k, v)| (k.to_vec(), v.to_vec())).collect();
+                let got: Vec<(Vec<u8>, Vec<u8>)> =
+                    p.vars.iter().map(|(k, v)| (k.to_vec(), v.to_vec())).collect();
                 assert_eq!(got, pairs);
                 assert!(p.rest.is_empty());
             }

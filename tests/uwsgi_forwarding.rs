@@ -277,7 +277,12 @@ fn head_has_no_body_whatever_the_app_sends() {
 fn app_headers_status_and_cookies_pass_through() {
     let s = stack();
     let r = s.portico.get("/cookies");
-    let cookies: Vec<&str> = r.headers.iter().filter(|(k, _)| k.eq_ignore_ascii_case("set-cookie")).map(|(_, v)| v.as_str()).collect();
+    let cookies: Vec<&str> = r
+        .headers
+        .iter()
+        .filter(|(k, _)| k.eq_ignore_ascii_case("set-cookie"))
+        .map(|(_, v)| v.as_str())
+        .collect();
     assert_eq!(cookies, ["a=1; Path=/", "b=2; Path=/; HttpOnly", "c=3; Path=/"]);
     assert!(r.head.contains("X-Multi: one\r\nX-Multi: two\r\n"), "{}", r.head);
     let r = s.portico.get("/status?code=404");
@@ -317,7 +322,13 @@ fn missing_and_refused_sockets_are_502_with_errno_and_socket() {
     let log = s.portico.wait_for_log(&dir.join("error.log"), "missing.sock");
     let line = log.lines().find(|l| l.contains("missing.sock")).unwrap();
     assert!(line.contains("[crit]"), "{line}");
-    assert!(line.contains(&format!("connect() to unix:{}/missing.sock failed (2: No such file or directory)", dir.display())), "{line}");
+    assert!(
+        line.contains(&format!(
+            "connect() to unix:{}/missing.sock failed (2: No such file or directory)",
+            dir.display()
+        )),
+        "{line}"
+    );
 
     // a socket file nobody listens on, as a crashed uWSGI leaves it
     drop(std::os::unix::net::UnixListener::bind(dir.join("refused.sock")).unwrap());
@@ -333,7 +344,12 @@ fn read_timeout_is_504() {
     let r = s.portico.get("/slow/sleep?secs=3");
     assert_eq!(r.status, 504);
     let log = s.portico.wait_for_log(&s.portico.dir.path().join("error.log"), "timed out");
-    assert!(log.contains("upstream timed out (110: Connection timed out) while reading response header from upstream"), "{log}");
+    assert!(
+        log.contains(
+            "upstream timed out (110: Connection timed out) while reading response header from upstream"
+        ),
+        "{log}"
+    );
 }
 
 #[test]
@@ -355,7 +371,8 @@ fn uwsgi_dying_mid_body_aborts_the_client_connection() {
 fn vars_over_the_backends_buffer_size_get_431_and_a_log_line_naming_both_sizes() {
     let s = stack();
     let cookie = "c".repeat(6000);
-    let r = s.portico.request(&format!("GET /echo HTTP/1.1\r\nHost: localhost\r\nCookie: big={cookie}\r\n\r\n"));
+    let r =
+        s.portico.request(&format!("GET /echo HTTP/1.1\r\nHost: localhost\r\nCookie: big={cookie}\r\n\r\n"));
     assert_eq!(r.status, 431);
     let log = s.portico.wait_for_log(&s.portico.dir.path().join("error.log"), "uwsgi_buffer_size");
     assert!(log.contains("over uwsgi_buffer_size 4096"), "{log}");
@@ -363,7 +380,9 @@ fn vars_over_the_backends_buffer_size_get_431_and_a_log_line_naming_both_sizes()
     assert!(log.contains("buffer-size"), "{log}");
     // the same request to a pool declared with uWSGI's buffer-size raised... is still
     // refused by this uWSGI (4096), which is why both must be raised together
-    let r = s.portico.request(&format!("GET /big/echo HTTP/1.1\r\nHost: localhost\r\nCookie: big={cookie}\r\n\r\n"));
+    let r = s
+        .portico
+        .request(&format!("GET /big/echo HTTP/1.1\r\nHost: localhost\r\nCookie: big={cookie}\r\n\r\n"));
     assert_eq!(r.status, 502);
 }
 
@@ -375,7 +394,10 @@ fn vars_just_under_4096_are_accepted_by_a_default_uwsgi() {
     // grow one header until the block is a few bytes under 4096
     let mut size = 3000;
     loop {
-        let r = s.portico.request(&format!("GET /echo HTTP/1.1\r\nHost: localhost\r\nX-Pad: {}\r\n\r\n", "p".repeat(size)));
+        let r = s.portico.request(&format!(
+            "GET /echo HTTP/1.1\r\nHost: localhost\r\nX-Pad: {}\r\n\r\n",
+            "p".repeat(size)
+        ));
         if r.status == 431 {
             break;
         }
@@ -397,7 +419,10 @@ fn two_sockets_one_down_retries_then_skips_it() {
     let failures = log.lines().filter(|l| l.contains("dead.sock failed")).count();
     assert_eq!(failures, 1, "after one failure the dead server is skipped for fail_timeout:\n{log}");
     let access = s.portico.wait_for_log(&s.portico.dir.path().join("access.log"), "/pair/echo");
-    assert!(access.contains(&format!("unix:{0}/dead.sock, unix:{0}/app.sock", s.portico.dir.path().display())), "{access}");
+    assert!(
+        access.contains(&format!("unix:{0}/dead.sock, unix:{0}/app.sock", s.portico.dir.path().display())),
+        "{access}"
+    );
 }
 
 #[test]
@@ -455,7 +480,8 @@ fn uwsgi_restart_under_load_fails_fast_then_recovers() {
     }
     let statuses = statuses.lock().unwrap();
     assert!(statuses.iter().all(|(_, st)| *st == 200 || *st == 502), "only answers or 502s: {statuses:?}");
-    let failed_while_down = statuses.iter().filter(|(t, st)| *t > down_at && *t < up_at && *st == 502).count();
+    let failed_while_down =
+        statuses.iter().filter(|(t, st)| *t > down_at && *t < up_at && *st == 502).count();
     assert!(failed_while_down > 0, "requests during the restart should fail fast with 502");
     let last = statuses.iter().rev().take(20).filter(|(_, st)| *st == 200).count();
     assert_eq!(last, 20, "requests after the restart must succeed again");

@@ -14,7 +14,11 @@ fuzz_target!(|data: &[u8]| {
         let inner = &out[1..out.len() - usize::from(out.len() > 1 && out.ends_with(b"/"))];
         if !inner.is_empty() {
             for seg in inner.split(|&b| b == b'/') {
-                assert!(!seg.is_empty() && seg != b"." && seg != b"..", "{:?}", String::from_utf8_lossy(&out));
+                assert!(
+                    !seg.is_empty() && seg != b"." && seg != b"..",
+                    "{:?}",
+                    String::from_utf8_lossy(&out)
+                );
             }
         }
         assert!(!out.contains(&0));

@@ -39,8 +39,16 @@ fuzz_target!(|data: &[u8]| {
     }
     let scope = Scope::Request { named_groups: &[] };
     let params = [
-        Param { name: "HTTP_HOST".into(), value: Template::parse("$host", scope).unwrap(), if_not_empty: false },
-        Param { name: "X_APP".into(), value: Template::parse("$http_x_app", scope).unwrap(), if_not_empty: true },
+        Param {
+            name: "HTTP_HOST".into(),
+            value: Template::parse("$host", scope).unwrap(),
+            if_not_empty: false,
+        },
+        Param {
+            name: "X_APP".into(),
+            value: Template::parse("$http_x_app", scope).unwrap(),
+            if_not_empty: true,
+        },
     ];
     let params = if control & 1 == 1 { &params[..] } else { &params[..0] };
     let buffer_size = [4096, 8192, 32768, 65535][usize::from(control >> 1 & 3)];

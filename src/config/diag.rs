@@ -31,11 +31,7 @@ impl fmt::Display for Diagnostic {
             Severity::Error => "error",
             Severity::Warning => "warning",
         };
-        write!(
-            f,
-            "{}:{}:{}: {level}: {}",
-            self.file, self.line, self.column, self.message
-        )?;
+        write!(f, "{}:{}:{}: {level}: {}", self.file, self.line, self.column, self.message)?;
         if let Some(hint) = &self.hint {
             write!(f, "\n    hint: {hint}")?;
         }
@@ -54,12 +50,7 @@ pub struct Diagnostics<'s> {
 
 impl<'s> Diagnostics<'s> {
     pub fn new(file: impl Into<String>, source: &'s str) -> Self {
-        Diagnostics {
-            file: file.into(),
-            source,
-            dir: PathBuf::from("/"),
-            items: Vec::new(),
-        }
+        Diagnostics { file: file.into(), source, dir: PathBuf::from("/"), items: Vec::new() }
     }
 
     /// Sets the directory that relative paths in the file are resolved against.
@@ -92,14 +83,7 @@ impl<'s> Diagnostics<'s> {
 
     fn push(&mut self, severity: Severity, span: Range<usize>, message: String, hint: Option<String>) {
         let (line, column) = line_column(self.source, span.start);
-        self.items.push(Diagnostic {
-            severity,
-            file: self.file.clone(),
-            line,
-            column,
-            message,
-            hint,
-        });
+        self.items.push(Diagnostic { severity, file: self.file.clone(), line, column, message, hint });
     }
 
     pub fn has_errors(&self) -> bool {
@@ -140,11 +124,7 @@ fn edit_distance(a: &str, b: &str) -> usize {
         row[0] = i + 1;
         for (j, cb) in b.iter().enumerate() {
             let cur = row[j + 1];
-            row[j + 1] = if ca == *cb {
-                prev
-            } else {
-                1 + prev.min(row[j]).min(row[j + 1])
-            };
+            row[j + 1] = if ca == *cb { prev } else { 1 + prev.min(row[j]).min(row[j + 1]) };
             prev = cur;
         }
     }
@@ -176,9 +156,6 @@ mod tests {
         let mut d = Diagnostics::new("site.toml", "x = 1\ny = 2\n");
         d.error(6..7, "unknown key `y`", Some("remove it".into()));
         let v = d.into_vec();
-        assert_eq!(
-            v[0].to_string(),
-            "site.toml:2:1: error: unknown key `y`\n    hint: remove it"
-        );
+        assert_eq!(v[0].to_string(), "site.toml:2:1: error: unknown key `y`\n    hint: remove it");
     }
 }

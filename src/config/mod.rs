@@ -64,10 +64,7 @@ pub type Loaded = Result<(Config, Vec<Diagnostic>), Vec<Diagnostic>>;
 /// Reads and validates a configuration file.
 pub fn load(path: &Path) -> Loaded {
     let shown = path.display().to_string();
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let dir = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
     match std::fs::read_to_string(path) {
         Ok(src) => parse_in(&src, &shown, dir),
@@ -161,15 +158,7 @@ fn parse_in(src: &str, file: &str, dir: PathBuf) -> Loaded {
     match servers {
         Some(servers) if !diags.has_errors() => {
             let warnings = diags.into_vec();
-            Ok((
-                Config {
-                    global,
-                    sites,
-                    servers,
-                    upstreams,
-                },
-                warnings,
-            ))
+            Ok((Config { global, sites, servers, upstreams }, warnings))
         }
         _ => Err(diags.into_vec()),
     }
@@ -208,9 +197,8 @@ fn parse_site(
         .get::<Vec<String>>("server_name", "server_name = [\"localhost\"]", diags)
         .map(|n| n.into_inner())
         .unwrap_or_else(|| vec![String::new()]);
-    let default_server = s
-        .get::<bool>("default_server", "default_server = true", diags)
-        .is_some_and(|d| d.into_inner());
+    let default_server =
+        s.get::<bool>("default_server", "default_server = true", diags).is_some_and(|d| d.into_inner());
     let connection = ConnectionSettings::parse(s, top_connection, diags);
     let logs = LogConfig::parse(s, top_logs, formats, diags);
     let file_defaults = FileDefaults::parse(s, diags);
@@ -278,11 +266,7 @@ fn parse_site(
         }
     }
     Site {
-        identity: ServerIdentity {
-            listen,
-            names: names.clone(),
-            default_server,
-        },
+        identity: ServerIdentity { listen, names: names.clone(), default_server },
         name: names.first().cloned().unwrap_or_default(),
         connection,
         logs,
@@ -325,12 +309,7 @@ fn parse_location(
         .unwrap_or_default();
     let uwsgi = UwsgiLocation::parse(s, &named_groups, diags);
     let error_pages = ErrorPages::parse(s, site_error_pages, diags);
-    Some(Location {
-        matcher: matcher?,
-        files,
-        uwsgi,
-        error_pages,
-    })
+    Some(Location { matcher: matcher?, files, uwsgi, error_pages })
 }
 
 #[cfg(test)]

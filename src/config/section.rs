@@ -25,12 +25,7 @@ pub struct Section<'a, 'i> {
 
 impl<'a, 'i> Section<'a, 'i> {
     pub fn new(kind: &'static str, table: &'a DeTable<'i>, span: Range<usize>) -> Self {
-        Section {
-            kind,
-            table,
-            span,
-            asked: Vec::new(),
-        }
+        Section { kind, table, span, asked: Vec::new() }
     }
 
     /// Span of the whole table: where to point when something is missing from it.
@@ -46,18 +41,12 @@ impl<'a, 'i> Section<'a, 'i> {
         if !self.asked.contains(&key) {
             self.asked.push(key);
         }
-        self.table
-            .iter()
-            .find(|(k, _)| k.get_ref().as_ref() == key)
-            .map(|(_, v)| v)
+        self.table.iter().find(|(k, _)| k.get_ref().as_ref() == key).map(|(_, v)| v)
     }
 
     /// Span of the key itself (not its value), if present.
     pub fn key_span(&self, key: &str) -> Option<Range<usize>> {
-        self.table
-            .iter()
-            .find(|(k, _)| k.get_ref().as_ref() == key)
-            .map(|(k, _)| k.span())
+        self.table.iter().find(|(k, _)| k.get_ref().as_ref() == key).map(|(k, _)| k.span())
     }
 
     /// Reads `key` as a `T`. A wrong type is reported (with `example` as the hint) and
@@ -94,7 +83,11 @@ impl<'a, 'i> Section<'a, 'i> {
     ) -> std::time::Duration {
         match self.get::<Duration>(key, example, diags) {
             Some(d) if d.get_ref().0.is_zero() => {
-                diags.error(d.span(), format!("`{key}` cannot be zero"), Some(format!("write it like: {example}")));
+                diags.error(
+                    d.span(),
+                    format!("`{key}` cannot be zero"),
+                    Some(format!("write it like: {example}")),
+                );
                 default
             }
             Some(d) => d.into_inner().0,
@@ -131,16 +124,10 @@ impl<'a, 'i> Section<'a, 'i> {
                 for (name, item) in named.iter() {
                     let name = Spanned::new(name.span(), name.get_ref().to_string());
                     match item.get_ref() {
-                        DeValue::Table(t) => {
-                            out.push((Some(name), Section::new(kind, t, item.span())))
-                        }
+                        DeValue::Table(t) => out.push((Some(name), Section::new(kind, t, item.span()))),
                         other => diags.error(
                             item.span(),
-                            format!(
-                                "`{key}.{}` must be a table, found {}",
-                                name.get_ref(),
-                                other.type_str()
-                            ),
+                            format!("`{key}.{}` must be a table, found {}", name.get_ref(), other.type_str()),
                             Some(format!("write it as {kind} followed by its keys")),
                         ),
                     }
@@ -165,19 +152,14 @@ impl<'a, 'i> Section<'a, 'i> {
             let hint = nginx_directive_hint(name)
                 .map(str::to_string)
                 .or_else(|| {
-                    did_you_mean(name, self.asked.iter().copied())
-                        .map(|k| format!("did you mean `{k}`?"))
+                    did_you_mean(name, self.asked.iter().copied()).map(|k| format!("did you mean `{k}`?"))
                 })
                 .or_else(|| {
                     let mut known = self.asked.clone();
                     known.sort_unstable();
                     Some(format!("keys allowed here: {}", known.join(", ")))
                 });
-            diags.error(
-                key.span(),
-                format!("unknown key `{name}` in {}", self.kind),
-                hint,
-            );
+            diags.error(key.span(), format!("unknown key `{name}` in {}", self.kind), hint);
         }
     }
 }

@@ -44,19 +44,12 @@ pub fn now() -> Now {
             }
         }
     });
-    Now {
-        secs,
-        millis: since.subsec_millis(),
-        strings,
-    }
+    Now { secs, millis: since.subsec_millis(), strings }
 }
 
 fn format_second(secs: i64) -> TimeStrings {
     use chrono::TimeZone;
-    let t = chrono::Local
-        .timestamp_opt(secs, 0)
-        .single()
-        .unwrap_or_else(chrono::Local::now);
+    let t = chrono::Local.timestamp_opt(secs, 0).single().unwrap_or_else(chrono::Local::now);
     TimeStrings {
         time_local: t.format("%d/%b/%Y:%H:%M:%S %z").to_string(),
         iso8601: t.format("%Y-%m-%dT%H:%M:%S%:z").to_string(),

@@ -24,11 +24,7 @@ pub struct LogConfig {
 impl LogConfig {
     /// The defaults before any key: no access log, errors to stderr at `error`.
     pub fn builtin() -> LogConfig {
-        LogConfig {
-            access: None,
-            error: Target::Stderr,
-            error_level: Level::Error,
-        }
+        LogConfig { access: None, error: Target::Stderr, error_level: Level::Error }
     }
 
     /// Reads the log keys of a section on top of `base` (the top-level settings).
@@ -59,26 +55,33 @@ impl LogConfig {
             },
             None => None,
         };
-        let access = match s.get::<String>("access_log", "access_log = \"/var/log/portico/access.log\"   # or \"off\"", diags) {
+        let access = match s.get::<String>(
+            "access_log",
+            "access_log = \"/var/log/portico/access.log\"   # or \"off\"",
+            diags,
+        ) {
             Some(v) if v.get_ref() == "off" => None,
-            Some(v) => path_target(v.get_ref(), v.span(), diags).map(|t| {
-                (t, format.clone().unwrap_or_else(AccessFormat::combined))
-            }),
+            Some(v) => path_target(v.get_ref(), v.span(), diags)
+                .map(|t| (t, format.clone().unwrap_or_else(AccessFormat::combined))),
             None => base.access.clone().map(|(t, f)| (t, format.clone().unwrap_or(f))),
         };
-        let error = match s.get::<String>("error_log", "error_log = \"/var/log/portico/error.log\"   # or \"stderr\"", diags) {
+        let error = match s.get::<String>(
+            "error_log",
+            "error_log = \"/var/log/portico/error.log\"   # or \"stderr\"",
+            diags,
+        ) {
             Some(v) if v.get_ref() == "stderr" => Target::Stderr,
             Some(v) => path_target(v.get_ref(), v.span(), diags).unwrap_or(Target::Stderr),
             None => base.error.clone(),
         };
         let error_level = s
-            .get("error_log_level", "error_log_level = \"error\"   # emerg alert crit error warn notice info debug", diags)
+            .get(
+                "error_log_level",
+                "error_log_level = \"error\"   # emerg alert crit error warn notice info debug",
+                diags,
+            )
             .map_or(base.error_level, |v| v.into_inner());
-        LogConfig {
-            access,
-            error,
-            error_level,
-        }
+        LogConfig { access, error, error_level }
     }
 
     /// Reads the top-level `log_format` table: `log_format.NAME = "..."`.
@@ -106,7 +109,9 @@ impl LogConfig {
                 Ok(f) => {
                     formats.insert(name, f);
                 }
-                Err(e) => diags.error(span.clone(), format!("log_format.{name}: {}", e.message), Some(e.hint)),
+                Err(e) => {
+                    diags.error(span.clone(), format!("log_format.{name}: {}", e.message), Some(e.hint))
+                }
             }
         }
         formats

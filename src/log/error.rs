@@ -21,7 +21,14 @@ pub struct ErrorContext<'a> {
 
 /// Formats one line (with its newline). `time` is the local time already formatted as
 /// `YYYY/MM/DD HH:MM:SS`; the caller supplies it so this stays pure.
-pub fn format_line(time: &str, level: Level, pid: u32, tid: i64, message: &str, ctx: &ErrorContext) -> Vec<u8> {
+pub fn format_line(
+    time: &str,
+    level: Level,
+    pid: u32,
+    tid: i64,
+    message: &str,
+    ctx: &ErrorContext,
+) -> Vec<u8> {
     let mut s = String::with_capacity(160 + message.len());
     let _ = write!(s, "{time} [{level}] {pid}#{tid}: ");
     if let Some(c) = ctx.connection {

@@ -25,11 +25,7 @@ pub struct Note {
 
 impl Note {
     pub fn new(level: Level, message: impl Into<String>) -> Note {
-        Note {
-            level,
-            message: message.into(),
-            upstream: None,
-        }
+        Note { level, message: message.into(), upstream: None }
     }
 }
 

@@ -137,26 +137,15 @@ impl LogWriter {
             finished: AtomicBool::new(false),
         });
         let _ = tx.send(shared.clone());
-        Ok(LogWriter {
-            shared,
-            queues,
-            handle: Some(handle),
-        })
+        Ok(LogWriter { shared, queues, handle: Some(handle) })
     }
 
     /// The sink for `target`, which must have been passed to [`LogWriter::start`]
     /// (anything else goes to stderr).
     pub fn sink(&self, target: &Target) -> Sink {
-        let queue = self
-            .queues
-            .get(target)
-            .or_else(|| self.queues.get(&Target::Stderr))
-            .cloned()
-            .unwrap_or_default();
-        Sink {
-            queue,
-            shared: self.shared.clone(),
-        }
+        let queue =
+            self.queues.get(target).or_else(|| self.queues.get(&Target::Stderr)).cloned().unwrap_or_default();
+        Sink { queue, shared: self.shared.clone() }
     }
 
     pub fn control(&self) -> LogControl {
@@ -174,18 +163,16 @@ impl LogWriter {
 }
 
 fn open_log(path: &Path) -> Result<File, String> {
-    OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .map_err(|e| {
-            let hint = match e.kind() {
-                io::ErrorKind::NotFound => "; create its directory or change the path",
-                io::ErrorKind::PermissionDenied => "; check the directory's owner and mode against the user Portico runs as",
-                _ => "",
-            };
-            format!("cannot open log file {}: {e}{hint}", path.display())
-        })
+    OpenOptions::new().create(true).append(true).open(path).map_err(|e| {
+        let hint = match e.kind() {
+            io::ErrorKind::NotFound => "; create its directory or change the path",
+            io::ErrorKind::PermissionDenied => {
+                "; check the directory's owner and mode against the user Portico runs as"
+            }
+            _ => "",
+        };
+        format!("cannot open log file {}: {e}{hint}", path.display())
+    })
 }
 
 struct Output {
@@ -196,19 +183,11 @@ struct Output {
 
 impl Output {
     fn stderr() -> Output {
-        Output {
-            path: None,
-            out: Box::new(io::stderr()),
-            failing: false,
-        }
+        Output { path: None, out: Box::new(io::stderr()), failing: false }
     }
 
     fn file(path: PathBuf, file: File) -> Output {
-        Output {
-            path: Some(path),
-            out: Box::new(file),
-            failing: false,
-        }
+        Output { path: Some(path), out: Box::new(file), failing: false }
     }
 
     fn name(&self) -> String {
@@ -260,7 +239,10 @@ fn run(shared: &Shared, mut outputs: Vec<(Arc<Queue>, Output)>) {
             }
             let lost = queue.dropped.swap(0, Ordering::Relaxed);
             if lost > 0 {
-                eprintln!("portico: {lost} lines for log {} were dropped while its writer was behind", output.name());
+                eprintln!(
+                    "portico: {lost} lines for log {} were dropped while its writer was behind",
+                    output.name()
+                );
             }
         }
         if stopping {

@@ -44,25 +44,22 @@ impl Matcher {
             return Self::regex(rest.trim_start(), false);
         }
         if let Some(rest) = text.strip_prefix("^~") {
-            return Ok(Matcher::Prefix {
-                path: Self::path(rest.trim_start(), "^~ ")?,
-                stops_regex: true,
-            });
+            return Ok(Matcher::Prefix { path: Self::path(rest.trim_start(), "^~ ")?, stops_regex: true });
         }
         if let Some(rest) = text.strip_prefix('=') {
             return Ok(Matcher::Exact(Self::path(rest.trim_start(), "= ")?));
         }
-        Ok(Matcher::Prefix {
-            path: Self::path(text, "")?,
-            stops_regex: false,
-        })
+        Ok(Matcher::Prefix { path: Self::path(text, "")?, stops_regex: false })
     }
 
     fn path(path: &str, modifier: &str) -> Result<Vec<u8>, MatchError> {
         if !path.starts_with('/') {
             return Err(MatchError::new(
                 format!("location path `{path}` does not start with /"),
-                format!("write \"{modifier}/{}\": request paths always start with /", path.trim_start_matches('/')),
+                format!(
+                    "write \"{modifier}/{}\": request paths always start with /",
+                    path.trim_start_matches('/')
+                ),
             ));
         }
         Ok(path.as_bytes().to_vec())
@@ -86,10 +83,7 @@ impl Matcher {
                     "Portico uses Rust regex syntax (as PCRE, minus look-around and backreferences)",
                 )
             })?;
-        Ok(Matcher::Regex {
-            regex,
-            source: source.to_string(),
-        })
+        Ok(Matcher::Regex { regex, source: source.to_string() })
     }
 
     /// The regex, when captures (`$1`, `$name`) can come from this location.
@@ -114,10 +108,7 @@ pub struct MatchError {
 
 impl MatchError {
     fn new(message: impl Into<String>, hint: impl Into<String>) -> Self {
-        MatchError {
-            message: message.into(),
-            hint: hint.into(),
-        }
+        MatchError { message: message.into(), hint: hint.into() }
     }
 }
 
@@ -226,20 +217,11 @@ impl LocationIndex {
     /// The location serving `uri`, in nginx's precedence; `None` when nothing matches.
     pub fn find(&self, uri: &[u8]) -> Option<Found> {
         if let Some(&location) = self.exact.get(uri) {
-            return Some(Found {
-                location,
-                captures: Captures::default(),
-            });
+            return Some(Found { location, captures: Captures::default() });
         }
-        let prefix = self
-            .prefixes
-            .iter()
-            .find(|(p, _, _)| uri.starts_with(p));
+        let prefix = self.prefixes.iter().find(|(p, _, _)| uri.starts_with(p));
         if let Some(&(_, true, location)) = prefix {
-            return Some(Found {
-                location,
-                captures: Captures::default(),
-            });
+            return Some(Found { location, captures: Captures::default() });
         }
         for (regex, location) in &self.regexes {
             let mut locs = regex.capture_locations();
@@ -247,18 +229,11 @@ impl LocationIndex {
                 let groups = (0..locs.len()).map(|i| locs.get(i)).collect();
                 return Some(Found {
                     location: *location,
-                    captures: Captures {
-                        subject: uri.to_vec(),
-                        groups,
-                        regex: Some(regex.clone()),
-                    },
+                    captures: Captures { subject: uri.to_vec(), groups, regex: Some(regex.clone()) },
                 });
             }
         }
-        prefix.map(|&(_, _, location)| Found {
-            location,
-            captures: Captures::default(),
-        })
+        prefix.map(|&(_, _, location)| Found { location, captures: Captures::default() })
     }
 
     /// The named location `@name` (give the name without the @).
@@ -294,13 +269,7 @@ mod tests {
 
     #[test]
     fn the_flaskbb_site() {
-        let idx = index(&[
-            "/",
-            "/static",
-            "~ ^/_themes/([^/]+)/(.*)$",
-            "/robots.txt",
-            "@flaskbb",
-        ]);
+        let idx = index(&["/", "/static", "~ ^/_themes/([^/]+)/(.*)$", "/robots.txt", "@flaskbb"]);
         assert_eq!(pick(&idx, "/"), Some(0));
         assert_eq!(pick(&idx, "/user/login"), Some(0));
         assert_eq!(pick(&idx, "/static/css/app.css"), Some(1));
@@ -362,17 +331,12 @@ mod tests {
 
     #[test]
     fn duplicates_are_refused() {
-        let ms: Vec<Matcher> = ["/a", "@n", "/a", "@n", "= /a"]
-            .iter()
-            .map(|s| Matcher::parse(s).unwrap())
-            .collect();
+        let ms: Vec<Matcher> =
+            ["/a", "@n", "/a", "@n", "= /a"].iter().map(|s| Matcher::parse(s).unwrap()).collect();
         let dups = LocationIndex::build(&ms).unwrap_err();
         assert_eq!(
             dups,
-            vec![
-                DuplicateLocation { first: 0, second: 2 },
-                DuplicateLocation { first: 1, second: 3 }
-            ]
+            vec![DuplicateLocation { first: 0, second: 2 }, DuplicateLocation { first: 1, second: 3 }]
         );
     }
 }

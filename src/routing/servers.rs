@@ -27,9 +27,7 @@ pub fn parse_listen(text: &str) -> Result<SocketAddr, String> {
         return Ok(SocketAddr::new(ip, 80));
     }
     if let Some((host, port)) = text.rsplit_once(':') {
-        let port: u16 = port
-            .parse()
-            .map_err(|_| format!("`{port}` is not a port number (1-65535)"))?;
+        let port: u16 = port.parse().map_err(|_| format!("`{port}` is not a port number (1-65535)"))?;
         let ip = match host {
             "*" => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
             "localhost" => IpAddr::V4(Ipv4Addr::LOCALHOST),
@@ -66,10 +64,7 @@ pub fn normalize_host(raw: &[u8]) -> Result<String, InvalidHost> {
     if host.is_empty() || host.starts_with(b".") || memchr::memmem::find(host, b"..").is_some() {
         return Err(InvalidHost);
     }
-    if host
-        .iter()
-        .any(|&b| b <= b' ' || b == 0x7f || b == b'/' || b == b'\\')
-    {
+    if host.iter().any(|&b| b <= b' ' || b == 0x7f || b == b'/' || b == b'\\') {
         return Err(InvalidHost);
     }
     let text = std::str::from_utf8(host).map_err(|_| InvalidHost)?;
@@ -172,11 +167,9 @@ impl ServerTable {
                 let (_, table, explicit_default) = &mut by_addr[slot];
                 if server.default_server {
                     match explicit_default {
-                        Some(first) => errors.push(ServerTableError::TwoDefaults {
-                            addr,
-                            first: *first,
-                            second: id,
-                        }),
+                        Some(first) => {
+                            errors.push(ServerTableError::TwoDefaults { addr, first: *first, second: id })
+                        }
                         None => {
                             *explicit_default = Some(id);
                             table.default = id;
@@ -185,11 +178,7 @@ impl ServerTable {
                 }
                 for name in &server.names {
                     if let Err(error) = table.add(name, id) {
-                        errors.push(ServerTableError::BadRegex {
-                            server: id,
-                            name: name.clone(),
-                            error,
-                        });
+                        errors.push(ServerTableError::BadRegex { server: id, name: name.clone(), error });
                     }
                 }
             }
@@ -352,15 +341,7 @@ mod tests {
 
     #[test]
     fn two_defaults_are_refused() {
-        let e = ServerTable::build(&[ident(&["80"], &[], true), ident(&["80"], &[], true)])
-            .unwrap_err();
-        assert_eq!(
-            e,
-            vec![ServerTableError::TwoDefaults {
-                addr: addr("0.0.0.0:80"),
-                first: 0,
-                second: 1
-            }]
-        );
+        let e = ServerTable::build(&[ident(&["80"], &[], true), ident(&["80"], &[], true)]).unwrap_err();
+        assert_eq!(e, vec![ServerTableError::TwoDefaults { addr: addr("0.0.0.0:80"), first: 0, second: 1 }]);
     }
 }

@@ -140,7 +140,10 @@ impl HttpServerApp for App {
                     self.log_error(
                         first_site,
                         Level::Info,
-                        &format!("client sent invalid request: {}", e.context.as_ref().map_or(String::new(), |c| c.as_str().to_string())),
+                        &format!(
+                            "client sent invalid request: {}",
+                            e.context.as_ref().map_or(String::new(), |c| c.as_str().to_string())
+                        ),
                         &ErrorContext {
                             connection: Some(conn.id),
                             client: remote.map(|r| r.ip().to_string()).as_deref(),
@@ -209,9 +212,8 @@ impl App {
         let settings = &site.connection;
 
         let keepalive_asked = session.get_keepalive().is_some();
-        let keepalive_allowed = keepalive_asked
-            && !*shutdown.borrow()
-            && conn.requests < u64::from(settings.keepalive_requests);
+        let keepalive_allowed =
+            keepalive_asked && !*shutdown.borrow() && conn.requests < u64::from(settings.keepalive_requests);
         // pingora leaves the idle timeout infinite after a request; never re-enable it for
         // HTTP/1.0 or `Connection: close` requests
         session.set_keepalive(keepalive_allowed.then(|| secs(settings.keepalive_timeout)));
@@ -242,7 +244,9 @@ impl App {
 
         let head_only = method == Method::HEAD;
         match action {
-            Action::Reply(r) => self.respond(session, rt, &info, r, notes, head_only, UpstreamFields::default()).await,
+            Action::Reply(r) => {
+                self.respond(session, rt, &info, r, notes, head_only, UpstreamFields::default()).await
+            }
             Action::Forward(location) => {
                 self.forward_to_uwsgi(session, rt, &info, location, notes, head_only, &mut conn.packet).await
             }
@@ -295,8 +299,11 @@ impl App {
         if max > 0 {
             let length = crate::text::content_length(&session.req_header().headers);
             if let Some(len) = length.filter(|&l| l > max) {
-                notes.push(Note::new(Level::Error,
-                    format!("client intended to send too large body: {len} bytes (client_max_body_size is {max})"),
+                notes.push(Note::new(
+                    Level::Error,
+                    format!(
+                        "client intended to send too large body: {len} bytes (client_max_body_size is {max})"
+                    ),
                 ));
                 return Err(413);
             }
@@ -305,7 +312,13 @@ impl App {
     }
 
     /// Location search and the internal redirects that follow from it.
-    fn route(&self, site: &Site, info: &mut RequestInfo, headers: &HeaderMap, notes: &mut Vec<Note>) -> Action {
+    fn route(
+        &self,
+        site: &Site,
+        info: &mut RequestInfo,
+        headers: &HeaderMap,
+        notes: &mut Vec<Note>,
+    ) -> Action {
         enum Next {
             Uri,
             Named(LocationId),
@@ -374,7 +387,8 @@ impl App {
                 }
             }
         }
-        notes.push(Note::new(Level::Error,
+        notes.push(Note::new(
+            Level::Error,
             format!(
                 "rewrite or internal redirection cycle while internally redirecting to \"{}\"",
                 String::from_utf8_lossy(&info.uri)
@@ -426,7 +440,8 @@ impl App {
         let body_read = self.discard_body(session, settings.client_max_body_size).await;
         let keepalive = session.as_http1().is_some_and(|h| h.will_keepalive());
         let date = pingora_core::protocols::http::date::get_cached_date();
-        let result = send_reply(session, &reply, head_only, keepalive, settings.send_timeout, date.as_bytes()).await;
+        let result =
+            send_reply(session, &reply, head_only, keepalive, settings.send_timeout, date.as_bytes()).await;
         let mut response = ResponseInfo {
             status: reply.head.status,
             content_type: reply.head.content_type.as_deref().map(str::to_string),
@@ -468,12 +483,21 @@ impl App {
         let site = &rt.site;
         let settings = &site.connection;
         let Some(uw) = site.locations[location].uwsgi.as_ref() else {
-            return self.respond(session, rt, info, Reply::error(500), notes, head_only, UpstreamFields::default()).await;
+            return self
+                .respond(session, rt, info, Reply::error(500), notes, head_only, UpstreamFields::default())
+                .await;
         };
         let upstream = &self.upstreams[uw.upstream];
         let label = format!("uwsgi://{}", upstream.pool.config().name);
         let chunked = session.req_header().headers.contains_key(http::header::TRANSFER_ENCODING);
-        let body = match prepare_body(session, settings.client_max_body_size, settings.client_body_buffer_size, &settings.client_body_temp_path).await {
+        let body = match prepare_body(
+            session,
+            settings.client_max_body_size,
+            settings.client_body_buffer_size,
+            &settings.client_body_temp_path,
+        )
+        .await
+        {
             Ok(b) => b,
             Err(e) => {
                 let status = match e {
@@ -485,7 +509,10 @@ impl App {
                         413
                     }
                     BodyError::Client { timed_out, detail } => {
-                        notes.push(Note::new(Level::Info, format!("client stopped sending the request body: {detail}")));
+                        notes.push(Note::new(
+                            Level::Info,
+                            format!("client stopped sending the request body: {detail}"),
+                        ));
                         if !timed_out {
                             let response = ResponseInfo { status: 499, ..ResponseInfo::default() };
                             self.log_request(rt, info, &session.req_header().headers, &notes, &response, 0);
@@ -494,17 +521,33 @@ impl App {
                         408
                     }
                     BodyError::TempFile(detail) => {
-                        notes.push(Note::new(Level::Crit, format!("buffering the request body failed: {detail}; check client_body_temp_path")));
+                        notes.push(Note::new(
+                            Level::Crit,
+                            format!(
+                                "buffering the request body failed: {detail}; check client_body_temp_path"
+                            ),
+                        ));
                         500
                     }
                 };
                 session.set_keepalive(None);
-                return self.respond(session, rt, info, Reply::error(status), notes, head_only, UpstreamFields::default()).await;
+                return self
+                    .respond(
+                        session,
+                        rt,
+                        info,
+                        Reply::error(status),
+                        notes,
+                        head_only,
+                        UpstreamFields::default(),
+                    )
+                    .await;
             }
         };
         let encoded = {
             let headers = &session.req_header().headers;
-            let target = split_target(&info.raw_target).unwrap_or(crate::uri::Target { raw_path: b"/", query: None });
+            let target =
+                split_target(&info.raw_target).unwrap_or(crate::uri::Target { raw_path: b"/", query: None });
             let mut request_uri = target.raw_path.to_vec();
             if let Some(q) = target.query {
                 request_uri.push(b'?');
@@ -536,12 +579,10 @@ impl App {
             encode_request(&cgi, pairs, &opts, &vars, packet)
         };
         if let Err(e) = encoded {
-            notes.push(Note {
-                level: Level::Error,
-                message: e.to_string(),
-                upstream: Some(label),
-            });
-            return self.respond(session, rt, info, Reply::error(431), notes, head_only, UpstreamFields::default()).await;
+            notes.push(Note { level: Level::Error, message: e.to_string(), upstream: Some(label) });
+            return self
+                .respond(session, rt, info, Reply::error(431), notes, head_only, UpstreamFields::default())
+                .await;
         }
         let exchange = Exchange {
             packet,
@@ -558,11 +599,18 @@ impl App {
         };
         match forwarded.result {
             Err(499) => {
-                let response = ResponseInfo { status: 499, upstream_addr: fields.addr, upstream_time: fields.time, ..ResponseInfo::default() };
+                let response = ResponseInfo {
+                    status: 499,
+                    upstream_addr: fields.addr,
+                    upstream_time: fields.time,
+                    ..ResponseInfo::default()
+                };
                 self.log_request(rt, info, &session.req_header().headers, &notes, &response, 0);
                 Done::Abort
             }
-            Err(status) => self.respond(session, rt, info, Reply::error(status), notes, head_only, fields).await,
+            Err(status) => {
+                self.respond(session, rt, info, Reply::error(status), notes, head_only, fields).await
+            }
             Ok(relayed) => {
                 let response = ResponseInfo {
                     status: relayed.status,
@@ -632,13 +680,24 @@ impl App {
     }
 
     /// Writes the request's error-log notes and its access-log line.
-    fn log_request(&self, rt: &SiteRuntime, info: &RequestInfo, headers: &HeaderMap, notes: &[Note], response: &ResponseInfo, body_read: u64) {
+    fn log_request(
+        &self,
+        rt: &SiteRuntime,
+        info: &RequestInfo,
+        headers: &HeaderMap,
+        notes: &[Note],
+        response: &ResponseInfo,
+        body_read: u64,
+    ) {
         let wanted: Vec<&Note> = notes.iter().filter(|n| n.level <= rt.error_level).collect();
         if !wanted.is_empty() {
             let client = info.remote.map(|r| r.ip().to_string());
             let request_line = info.request_line();
-            let host = headers.get(http::header::HOST).map(|h| String::from_utf8_lossy(h.as_bytes()).into_owned());
-            let referrer = headers.get(http::header::REFERER).map(|h| String::from_utf8_lossy(h.as_bytes()).into_owned());
+            let host =
+                headers.get(http::header::HOST).map(|h| String::from_utf8_lossy(h.as_bytes()).into_owned());
+            let referrer = headers
+                .get(http::header::REFERER)
+                .map(|h| String::from_utf8_lossy(h.as_bytes()).into_owned());
             for note in wanted {
                 let ctx = ErrorContext {
                     connection: Some(info.connection),
@@ -676,7 +735,14 @@ impl App {
         }
         let now = crate::log::clock::now();
         let tid = nix::unistd::gettid().as_raw();
-        rt.error_log.write(&format_line(&now.strings.error_log, level, std::process::id(), i64::from(tid), message, ctx));
+        rt.error_log.write(&format_line(
+            &now.strings.error_log,
+            level,
+            std::process::id(),
+            i64::from(tid),
+            message,
+            ctx,
+        ));
     }
 }
 
@@ -693,14 +759,7 @@ fn file_request<'a>(info: &'a RequestInfo, headers: &'a HeaderMap, vars: &'a Var
 }
 
 fn request_vars<'a>(info: &'a RequestInfo, headers: &'a HeaderMap, server_name: &'a str) -> Vars<'a> {
-    Vars {
-        req: info,
-        headers,
-        server_name,
-        response: None,
-        now: None,
-        request_length: 0,
-    }
+    Vars { req: info, headers, server_name, response: None, now: None, request_length: 0 }
 }
 
 /// An estimate of the request head's size on the wire, for `$request_length`.

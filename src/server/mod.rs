@@ -18,4 +18,3 @@ mod wire;
 
 #[cfg(feature = "server")]
 pub use run::run;
-

@@ -39,12 +39,7 @@ pub struct RequestInfo {
 impl RequestInfo {
     /// `$request`: the request line as nginx logs it.
     pub fn request_line(&self) -> String {
-        format!(
-            "{} {} {}",
-            self.method,
-            String::from_utf8_lossy(&self.raw_target),
-            version_str(self.version)
-        )
+        format!("{} {} {}", self.method, String::from_utf8_lossy(&self.raw_target), version_str(self.version))
     }
 }
 

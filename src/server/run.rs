@@ -82,9 +82,7 @@ pub fn run(config: Config, config_path: &str) -> Result<(), String> {
         shown.join(", "),
         config.global.worker_threads
     );
-    server.run(RunArgs {
-        shutdown_signal: Box::new(Signals { logs: logs.control() }),
-    });
+    server.run(RunArgs { shutdown_signal: Box::new(Signals { logs: logs.control() }) });
     logs.stop();
     Ok(())
 }

@@ -19,7 +19,11 @@ impl Global {
     pub fn parse(s: &mut Section, diags: &mut Diagnostics) -> Global {
         let worker_threads = match s.get::<usize>("worker_threads", "worker_threads = 2", diags) {
             Some(n) if *n.get_ref() == 0 => {
-                diags.error(n.span(), "worker_threads must be at least 1", Some("write worker_threads = 1, or leave it out to use one per CPU".into()));
+                diags.error(
+                    n.span(),
+                    "worker_threads must be at least 1",
+                    Some("write worker_threads = 1, or leave it out to use one per CPU".into()),
+                );
                 1
             }
             Some(n) => n.into_inner(),
@@ -27,7 +31,12 @@ impl Global {
         };
         Global {
             worker_threads,
-            shutdown_timeout: s.duration("shutdown_timeout", "shutdown_timeout = \"10s\"", Duration::from_secs(10), diags),
+            shutdown_timeout: s.duration(
+                "shutdown_timeout",
+                "shutdown_timeout = \"10s\"",
+                Duration::from_secs(10),
+                diags,
+            ),
         }
     }
 }
@@ -71,23 +80,45 @@ impl ConnectionSettings {
     /// Reads a section's keys on top of `base` (the top level's, or the defaults).
     pub fn parse(s: &mut Section, base: &ConnectionSettings, diags: &mut Diagnostics) -> ConnectionSettings {
         ConnectionSettings {
-            keepalive_timeout: s.duration("keepalive_timeout", "keepalive_timeout = \"75s\"", base.keepalive_timeout, diags),
+            keepalive_timeout: s.duration(
+                "keepalive_timeout",
+                "keepalive_timeout = \"75s\"",
+                base.keepalive_timeout,
+                diags,
+            ),
             keepalive_requests: s
                 .get("keepalive_requests", "keepalive_requests = 1000", diags)
                 .map_or(base.keepalive_requests, |v| v.into_inner()),
             send_timeout: s.duration("send_timeout", "send_timeout = \"60s\"", base.send_timeout, diags),
-            client_header_timeout: s.duration("client_header_timeout", "client_header_timeout = \"60s\"", base.client_header_timeout, diags),
-            client_body_timeout: s.duration("client_body_timeout", "client_body_timeout = \"60s\"", base.client_body_timeout, diags),
+            client_header_timeout: s.duration(
+                "client_header_timeout",
+                "client_header_timeout = \"60s\"",
+                base.client_header_timeout,
+                diags,
+            ),
+            client_body_timeout: s.duration(
+                "client_body_timeout",
+                "client_body_timeout = \"60s\"",
+                base.client_body_timeout,
+                diags,
+            ),
             client_max_body_size: s
-                .get::<Size>("client_max_body_size", "client_max_body_size = \"1m\"   # 0 for no limit", diags)
+                .get::<Size>(
+                    "client_max_body_size",
+                    "client_max_body_size = \"1m\"   # 0 for no limit",
+                    diags,
+                )
                 .map_or(base.client_max_body_size, |v| v.into_inner().0),
             client_body_buffer_size: s
                 .get::<Size>("client_body_buffer_size", "client_body_buffer_size = \"16k\"", diags)
                 .map_or(base.client_body_buffer_size, |v| v.into_inner().0),
             client_body_temp_path: s
-                .get::<String>("client_body_temp_path", "client_body_temp_path = \"/var/cache/portico\"", diags)
+                .get::<String>(
+                    "client_body_temp_path",
+                    "client_body_temp_path = \"/var/cache/portico\"",
+                    diags,
+                )
                 .map_or_else(|| base.client_body_temp_path.clone(), |v| diags.absolute(v.get_ref()).into()),
         }
     }
 }
-

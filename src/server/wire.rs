@@ -42,7 +42,9 @@ pub enum SendError {
 impl std::fmt::Display for SendError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            SendError::TimedOut => f.write_str("client timed out (110: Connection timed out) while sending response to client"),
+            SendError::TimedOut => {
+                f.write_str("client timed out (110: Connection timed out) while sending response to client")
+            }
             SendError::Io(e) => write!(
                 f,
                 "sendfile() or send() failed ({}: {e}) while sending response to client",
@@ -54,10 +56,7 @@ impl std::fmt::Display for SendError {
 
 /// The raw fd of a plain TCP/Unix connection, if the session has one.
 pub fn raw_fd(session: &ServerSession) -> Option<RawFd> {
-    session
-        .stream()
-        .and_then(|s| s.as_any().downcast_ref::<L4Stream>())
-        .map(|s| s.as_raw_fd())
+    session.stream().and_then(|s| s.as_any().downcast_ref::<L4Stream>()).map(|s| s.as_raw_fd())
 }
 
 /// Sends `reply` (only the head when `head_only`); `date` is the `Date` value.
@@ -87,10 +86,7 @@ async fn send_raw(
 ) -> Result<Sent, SendError> {
     let mut head = BytesMut::with_capacity(320);
     reply.head.encode(date, keepalive, &mut head);
-    let mut sent = Sent {
-        head_bytes: head.len() as u64,
-        body_bytes: 0,
-    };
+    let mut sent = Sent { head_bytes: head.len() as u64, body_bytes: 0 };
     if head_only {
         w.send_all(&head, false).await?;
         return Ok(sent);
@@ -132,11 +128,7 @@ struct SocketWriter {
 
 impl SocketWriter {
     fn new(fd: RawFd, timeout: Duration) -> SocketWriter {
-        SocketWriter {
-            fd,
-            ready: None,
-            timeout,
-        }
+        SocketWriter { fd, ready: None, timeout }
     }
 
     /// Runs `op` until it makes progress, waiting (up to the timeout) while it would block.
@@ -179,9 +171,7 @@ impl SocketWriter {
                 }
             }
         };
-        tokio::time::timeout(timeout, wait)
-            .await
-            .unwrap_or(Err(SendError::TimedOut))
+        tokio::time::timeout(timeout, wait).await.unwrap_or(Err(SendError::TimedOut))
     }
 
     async fn send_all(&mut self, mut buf: &[u8], more: bool) -> Result<(), SendError> {
@@ -200,8 +190,15 @@ impl SocketWriter {
         Ok(())
     }
 
-    async fn send_file(&mut self, file: &File, offset: u64, len: u64, counter: &mut u64) -> Result<(), SendError> {
-        let mut off = i64::try_from(offset).map_err(|_| SendError::Io(io::Error::other("file offset too large")))?;
+    async fn send_file(
+        &mut self,
+        file: &File,
+        offset: u64,
+        len: u64,
+        counter: &mut u64,
+    ) -> Result<(), SendError> {
+        let mut off =
+            i64::try_from(offset).map_err(|_| SendError::Io(io::Error::other("file offset too large")))?;
         let end = off.saturating_add(i64::try_from(len).unwrap_or(i64::MAX));
         while off < end {
             let count = usize::try_from(end - off).unwrap_or(SENDFILE_CHUNK).min(SENDFILE_CHUNK);
@@ -214,7 +211,10 @@ impl SocketWriter {
                 .await?;
             if n == 0 {
                 // the file shrank under us: the promised length can no longer be sent
-                return Err(SendError::Io(io::Error::new(io::ErrorKind::UnexpectedEof, "file truncated while sending")));
+                return Err(SendError::Io(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "file truncated while sending",
+                )));
             }
             *counter += n as u64;
             // a big file must not starve the other connections on this worker
@@ -225,7 +225,11 @@ impl SocketWriter {
 }
 
 /// The fallback for streams without a raw fd: pingora's writer, file read in chunks.
-async fn send_buffered(session: &mut ServerSession, reply: &Reply, head_only: bool) -> Result<Sent, SendError> {
+async fn send_buffered(
+    session: &mut ServerSession,
+    reply: &Reply,
+    head_only: bool,
+) -> Result<Sent, SendError> {
     let header = to_pingora_head(&reply.head).map_err(|e| SendError::Io(io::Error::other(e.to_string())))?;
     let io_err = |e: Box<pingora_core::Error>| SendError::Io(io::Error::other(e.to_string()));
     session.write_response_header(Box::new(header)).await.map_err(io_err)?;

@@ -132,9 +132,7 @@ impl FilesConfig {
             .and_then(Matcher::regex_ref)
             .map(|r| r.capture_names().flatten().collect())
             .unwrap_or_default();
-        let scope = Scope::Request {
-            named_groups: &named_groups,
-        };
+        let scope = Scope::Request { named_groups: &named_groups };
         let is_regex = matcher.and_then(Matcher::regex_ref).is_some();
 
         let alias = s

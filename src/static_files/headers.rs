@@ -101,9 +101,7 @@ pub fn content_type(file_name: &[u8]) -> &'static str {
         "woff" => "font/woff",
         "woff2" => "font/woff2",
         "map" => "application/octet-stream",
-        _ => mime_guess::from_ext(ext)
-            .first_raw()
-            .unwrap_or("application/octet-stream"),
+        _ => mime_guess::from_ext(ext).first_raw().unwrap_or("application/octet-stream"),
     }
 }
 
@@ -336,10 +334,7 @@ fn parse_ranges(spec: &[u8], size: u64) -> RangeDecision {
 mod tests {
     use super::*;
 
-    const F: FileFacts = FileFacts {
-        size: 1000,
-        mtime: 1_700_000_000,
-    };
+    const F: FileFacts = FileFacts { size: 1000, mtime: 1_700_000_000 };
 
     fn range(spec: &str) -> RangeDecision {
         evaluate_range(Some(spec.as_bytes()), None, &F, &F.etag())
@@ -400,10 +395,7 @@ mod tests {
 
     #[test]
     fn ranges_multiple() {
-        assert_eq!(
-            range("bytes=0-1,5-9"),
-            RangeDecision::Multiple(vec![r(0, 2), r(5, 10)])
-        );
+        assert_eq!(range("bytes=0-1,5-9"), RangeDecision::Multiple(vec![r(0, 2), r(5, 10)]));
         // a range past the end is skipped
         assert_eq!(range("bytes=0-1,2000-3000"), RangeDecision::Single(r(0, 2)));
         // overlaps adding up to more than the file: whole file
@@ -454,7 +446,10 @@ mod tests {
         );
         // exact: a later date is not "the same", nginx sends the file
         assert_eq!(
-            eval(Conditions { if_modified_since: Some(b"Wed, 01 Jan 2031 00:00:00 GMT"), ..Default::default() }),
+            eval(Conditions {
+                if_modified_since: Some(b"Wed, 01 Jan 2031 00:00:00 GMT"),
+                ..Default::default()
+            }),
             Conditional::Proceed
         );
         assert_eq!(
@@ -479,7 +474,10 @@ mod tests {
             Conditional::Proceed
         );
         assert_eq!(
-            eval(Conditions { if_unmodified_since: Some(b"Mon, 01 Jan 2001 00:00:00 GMT"), ..Default::default() }),
+            eval(Conditions {
+                if_unmodified_since: Some(b"Mon, 01 Jan 2001 00:00:00 GMT"),
+                ..Default::default()
+            }),
             Conditional::PreconditionFailed
         );
         assert_eq!(

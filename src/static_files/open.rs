@@ -113,9 +113,9 @@ pub fn open_file(path: &MappedPath, policy: SymlinkPolicy) -> Result<Opened, Ope
         openat2(dir.as_fd(), path.beneath(), how).map_err(|e| failure(path, e, policy))?
     };
     let file = File::from(fd);
-    let meta = file.metadata().map_err(|e| {
-        failure_io(path, "fstat()", Errno::from_raw(e.raw_os_error().unwrap_or(0)))
-    })?;
+    let meta = file
+        .metadata()
+        .map_err(|e| failure_io(path, "fstat()", Errno::from_raw(e.raw_os_error().unwrap_or(0))))?;
     if meta.is_dir() {
         return Ok(Opened::Directory);
     }
@@ -125,13 +125,7 @@ pub fn open_file(path: &MappedPath, policy: SymlinkPolicy) -> Result<Opened, Ope
             log_message: format!("\"{}\" is not a regular file", show(&path.full())),
         });
     }
-    Ok(Opened::File {
-        facts: FileFacts {
-            size: meta.len(),
-            mtime: meta.mtime(),
-        },
-        file,
-    })
+    Ok(Opened::File { facts: FileFacts { size: meta.len(), mtime: meta.mtime() }, file })
 }
 
 /// Whether `path` exists as a regular file (or as a directory when `dir`), for
@@ -150,8 +144,7 @@ pub fn exists(path: &MappedPath, dir: bool, policy: SymlinkPolicy) -> bool {
     };
     match nix::sys::stat::fstat(fd.as_fd()) {
         Ok(st) => {
-            let kind = nix::sys::stat::SFlag::from_bits_truncate(st.st_mode)
-                & nix::sys::stat::SFlag::S_IFMT;
+            let kind = nix::sys::stat::SFlag::from_bits_truncate(st.st_mode) & nix::sys::stat::SFlag::S_IFMT;
             if dir {
                 kind == nix::sys::stat::SFlag::S_IFDIR
             } else {
@@ -167,9 +160,15 @@ pub fn exists(path: &MappedPath, dir: bool, policy: SymlinkPolicy) -> bool {
 pub fn openat2_available() -> Result<(), String> {
     let dir = open_base(b"/", OFlag::O_PATH | OFlag::O_DIRECTORY)
         .map_err(|e| format!("cannot open /: {}", e.desc()))?;
-    match openat2(dir.as_fd(), ".", OpenHow::new().flags(OFlag::O_PATH | OFlag::O_CLOEXEC).resolve(ResolveFlag::RESOLVE_BENEATH)) {
+    match openat2(
+        dir.as_fd(),
+        ".",
+        OpenHow::new().flags(OFlag::O_PATH | OFlag::O_CLOEXEC).resolve(ResolveFlag::RESOLVE_BENEATH),
+    ) {
         Ok(_) => Ok(()),
-        Err(Errno::ENOSYS) => Err("this kernel has no openat2(2) (Linux 5.6 or later is needed to serve files safely)".into()),
+        Err(Errno::ENOSYS) => {
+            Err("this kernel has no openat2(2) (Linux 5.6 or later is needed to serve files safely)".into())
+        }
         Err(e) => Err(format!("openat2(2) probe failed: {}", e.desc())),
     }
 }
@@ -210,12 +209,7 @@ fn failure_io(path: &MappedPath, call: &str, errno: Errno) -> OpenFailure {
     };
     OpenFailure {
         kind,
-        log_message: format!(
-            "{call} \"{}\" failed ({}: {})",
-            show(&path.full()),
-            errno as i32,
-            errno.desc()
-        ),
+        log_message: format!("{call} \"{}\" failed ({}: {})", show(&path.full()), errno as i32, errno.desc()),
     }
 }
 

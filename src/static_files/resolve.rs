@@ -82,10 +82,7 @@ impl Mapping {
             if alias.has_vars() {
                 let lit = alias.literal_prefix();
                 let cut = memchr::memrchr(b'/', lit).unwrap_or(0);
-                return Mapping::AliasTemplate {
-                    base: lit[..cut].to_vec(),
-                    template: alias.clone(),
-                };
+                return Mapping::AliasTemplate { base: lit[..cut].to_vec(), template: alias.clone() };
             }
             let mut path = Vec::new();
             alias.render(&NoVars, Escape::None, &mut path);
@@ -95,11 +92,7 @@ impl Mapping {
                     while path.len() > 1 && path.ends_with(b"/") {
                         path.pop();
                     }
-                    Mapping::AliasPrefix {
-                        prefix_len: prefix.len(),
-                        base: path,
-                        dir,
-                    }
+                    Mapping::AliasPrefix { prefix_len: prefix.len(), base: path, dir }
                 }
                 None => Mapping::AliasFixed(path),
             };
@@ -130,10 +123,7 @@ impl Mapping {
     pub fn map(&self, uri: &[u8], vars: &dyn VarSource) -> Result<MappedPath, Unmappable> {
         let mapped = match self {
             Mapping::Unmapped => return Err(Unmappable::NoRoot),
-            Mapping::Root(root) => MappedPath {
-                base: root.clone(),
-                rel: uri.to_vec(),
-            },
+            Mapping::Root(root) => MappedPath { base: root.clone(), rel: uri.to_vec() },
             Mapping::AliasPrefix { prefix_len, base, dir } => {
                 let rest = uri.get(*prefix_len..).unwrap_or(b"");
                 let mut rel = Vec::with_capacity(rest.len() + 1);
@@ -145,24 +135,15 @@ impl Mapping {
                     // `/robots.txtX` against `alias .../robots.txt`: a sibling, not inside
                     return Err(Unmappable::Outside);
                 }
-                MappedPath {
-                    base: base.clone(),
-                    rel,
-                }
+                MappedPath { base: base.clone(), rel }
             }
             Mapping::AliasTemplate { base, template } => {
                 let mut full = Vec::new();
                 template.render(vars, Escape::None, &mut full);
                 let rel = full.split_off(base.len().min(full.len()));
-                MappedPath {
-                    base: base.clone(),
-                    rel,
-                }
+                MappedPath { base: base.clone(), rel }
             }
-            Mapping::AliasFixed(path) => MappedPath {
-                base: path.clone(),
-                rel: Vec::new(),
-            },
+            Mapping::AliasFixed(path) => MappedPath { base: path.clone(), rel: Vec::new() },
         };
         if has_dot_segment(&mapped.rel) || mapped.rel.contains(&0) {
             return Err(Unmappable::Outside);
@@ -220,12 +201,8 @@ mod tests {
     }
 
     fn map(m: &Mapping, uri: &str) -> Result<(String, String), Unmappable> {
-        m.map(uri.as_bytes(), &NoVars).map(|p| {
-            (
-                String::from_utf8(p.base).unwrap(),
-                String::from_utf8(p.rel).unwrap(),
-            )
-        })
+        m.map(uri.as_bytes(), &NoVars)
+            .map(|p| (String::from_utf8(p.base).unwrap(), String::from_utf8(p.rel).unwrap()))
     }
 
     fn ok(base: &str, rel: &str) -> Result<(String, String), Unmappable> {
@@ -276,10 +253,7 @@ mod tests {
         let idx = LocationIndex::build(&ms).unwrap();
         let m = Mapping::new(None, Some(&alias("/srv/themes/$1/static")), None);
         let f = idx.find(b"/t/../x").unwrap();
-        assert_eq!(
-            m.map(b"/t/../x", &CaptureVars(&f.captures)),
-            Err(Unmappable::Outside)
-        );
+        assert_eq!(m.map(b"/t/../x", &CaptureVars(&f.captures)), Err(Unmappable::Outside));
     }
 
     #[test]

@@ -13,8 +13,7 @@ use crate::variables::{Escape, VarSource};
 
 use super::config::{Fallback, FilesConfig, HiddenFiles};
 use super::headers::{
-    content_type, evaluate_conditions, evaluate_range, Conditional, Conditions, FileFacts,
-    RangeDecision,
+    content_type, evaluate_conditions, evaluate_range, Conditional, Conditions, FileFacts, RangeDecision,
 };
 use super::open::{exists, open_file, FailureKind, Opened};
 use super::resolve::{is_hidden, Unmappable};
@@ -81,7 +80,8 @@ pub fn serve(cfg: &FilesConfig, req: &FileRequest, notes: &mut Vec<Note>) -> Out
     }
     if cfg.hidden_files == HiddenFiles::Deny && is_hidden(req.uri) {
         if cfg.log_not_found {
-            notes.push(Note::new(Level::Error,
+            notes.push(Note::new(
+                Level::Error,
                 format!(
                     "access to hidden file \"{}\" denied (hidden_files = \"deny\")",
                     String::from_utf8_lossy(req.uri)
@@ -141,14 +141,13 @@ fn not_allowed() -> Reply {
 fn unmappable(cfg: &FilesConfig, req: &FileRequest, why: Unmappable, notes: &mut Vec<Note>) -> Outcome {
     if cfg.log_not_found {
         let uri = String::from_utf8_lossy(req.uri);
-        notes.push(Note::new(Level::Error,
+        notes.push(Note::new(
+            Level::Error,
             match why {
-                Unmappable::NoRoot => format!(
-                    "\"{uri}\" is not served: this location has no `root` or `alias`"
-                ),
-                Unmappable::Outside => format!(
-                    "\"{uri}\" refused: it maps outside the location's directory"
-                ),
+                Unmappable::NoRoot => {
+                    format!("\"{uri}\" is not served: this location has no `root` or `alias`")
+                }
+                Unmappable::Outside => format!("\"{uri}\" refused: it maps outside the location's directory"),
             },
         ));
     }
@@ -175,13 +174,12 @@ fn serve_index(cfg: &FilesConfig, req: &FileRequest, notes: &mut Vec<Note>) -> O
     }
     let shown = String::from_utf8_lossy(&dir.full()).into_owned();
     if exists(&dir, true, cfg.symlinks) {
-        notes.push(Note::new(Level::Error,
-            format!("directory index of \"{shown}\" is forbidden"),
-        ));
+        notes.push(Note::new(Level::Error, format!("directory index of \"{shown}\" is forbidden")));
         Outcome::Status(403)
     } else {
         if cfg.log_not_found {
-            notes.push(Note::new(Level::Error,
+            notes.push(Note::new(
+                Level::Error,
                 format!("\"{shown}\" is not found (2: No such file or directory)"),
             ));
         }
@@ -206,10 +204,7 @@ fn file_reply(file: std::fs::File, facts: FileFacts, req: &FileRequest) -> Outco
         Conditional::NotModified => {
             let mut head = Head::new(304);
             head.last_modified = Some(facts.mtime);
-            return Outcome::Reply(Reply {
-                head: head.with("ETag", etag),
-                body: Body::Empty,
-            });
+            return Outcome::Reply(Reply { head: head.with("ETag", etag), body: Body::Empty });
         }
         Conditional::Proceed => {}
     }
@@ -217,31 +212,20 @@ fn file_reply(file: std::fs::File, facts: FileFacts, req: &FileRequest) -> Outco
     let mut head = Head::new(200);
     head.content_type = Some(ctype.into());
     head.last_modified = Some(facts.mtime);
-    let decision = evaluate_range(
-        header(http::header::RANGE),
-        header(http::header::IF_RANGE),
-        &facts,
-        &etag,
-    );
+    let decision = evaluate_range(header(http::header::RANGE), header(http::header::IF_RANGE), &facts, &etag);
     let parts = match decision {
         RangeDecision::Full => {
             head.content_length = Some(facts.size);
             head.header("ETag", etag);
             head.header("Accept-Ranges", "bytes");
-            vec![Part::File {
-                offset: 0,
-                len: facts.size,
-            }]
+            vec![Part::File { offset: 0, len: facts.size }]
         }
         RangeDecision::Single(r) => {
             head.status = 206;
             head.content_length = Some(r.len());
             head.header("ETag", etag);
             head.header("Content-Range", r.content_range(facts.size));
-            vec![Part::File {
-                offset: r.start,
-                len: r.len(),
-            }]
+            vec![Part::File { offset: r.start, len: r.len() }]
         }
         RangeDecision::Multiple(ranges) => {
             let boundary = format!("{:020}", BOUNDARY.fetch_add(1, Ordering::Relaxed) + 1);
@@ -251,19 +235,13 @@ fn file_reply(file: std::fs::File, facts: FileFacts, req: &FileRequest) -> Outco
                     "\r\n--{boundary}\r\nContent-Type: {ctype}\r\nContent-Range: {}\r\n\r\n",
                     r.content_range(facts.size)
                 ))));
-                parts.push(Part::File {
-                    offset: r.start,
-                    len: r.len(),
-                });
+                parts.push(Part::File { offset: r.start, len: r.len() });
             }
             parts.push(Part::Bytes(Bytes::from(format!("\r\n--{boundary}--\r\n"))));
             head.status = 206;
             head.content_type = Some(format!("multipart/byteranges; boundary={boundary}").into());
             head.header("ETag", etag);
-            let mut reply = Reply {
-                head,
-                body: Body::File { file, parts },
-            };
+            let mut reply = Reply { head, body: Body::File { file, parts } };
             reply.head.content_length = Some(reply.body_len());
             return Outcome::Reply(reply);
         }
@@ -273,8 +251,5 @@ fn file_reply(file: std::fs::File, facts: FileFacts, req: &FileRequest) -> Outco
             return Outcome::Reply(r);
         }
     };
-    Outcome::Reply(Reply {
-        head,
-        body: Body::File { file, parts },
-    })
+    Outcome::Reply(Reply { head, body: Body::File { file, parts } })
 }

@@ -42,7 +42,8 @@ impl BackendAddr {
             }
             return Ok(BackendAddr::Unix(PathBuf::from(path)));
         }
-        let text = text.strip_prefix("localhost:").map_or_else(|| text.to_string(), |p| format!("127.0.0.1:{p}"));
+        let text =
+            text.strip_prefix("localhost:").map_or_else(|| text.to_string(), |p| format!("127.0.0.1:{p}"));
         text.parse::<SocketAddr>()
             .map(BackendAddr::Tcp)
             .map_err(|_| format!("`{text}` is not \"unix:/path.sock\" or \"IP:port\""))
@@ -92,11 +93,7 @@ impl UpstreamConfig {
     pub fn implicit(addr: BackendAddr) -> UpstreamConfig {
         UpstreamConfig {
             name: addr.to_string(),
-            servers: vec![ServerConfig {
-                addr,
-                weight: 1,
-                max_conns: None,
-            }],
+            servers: vec![ServerConfig { addr, weight: 1, max_conns: None }],
             balance: Balance::RoundRobin,
             max_fails: 1,
             fail_timeout: Duration::from_secs(10),
@@ -120,16 +117,28 @@ impl UpstreamConfig {
                 for text in list.get_ref() {
                     match parse_server(text) {
                         Ok(server) => up.servers.push(server),
-                        Err(e) => diags.error(span.clone(), format!("upstream `{name}`: {e}"), Some(format!("write it like: {example}"))),
+                        Err(e) => diags.error(
+                            span.clone(),
+                            format!("upstream `{name}`: {e}"),
+                            Some(format!("write it like: {example}")),
+                        ),
                     }
                 }
                 if list.get_ref().is_empty() {
-                    diags.error(span, format!("upstream `{name}` has no servers"), Some(format!("write it like: {example}")));
+                    diags.error(
+                        span,
+                        format!("upstream `{name}` has no servers"),
+                        Some(format!("write it like: {example}")),
+                    );
                 }
             }
             None => {
                 if s.key_span("servers").is_none() {
-                    diags.error(s.span(), format!("upstream `{name}` has no `servers`"), Some(format!("add {example}")));
+                    diags.error(
+                        s.span(),
+                        format!("upstream `{name}` has no `servers`"),
+                        Some(format!("add {example}")),
+                    );
                 }
             }
         }
@@ -140,15 +149,21 @@ impl UpstreamConfig {
             up.max_fails = m.into_inner();
         }
         up.fail_timeout = s.duration("fail_timeout", "fail_timeout = \"10s\"", up.fail_timeout, diags);
-        up.connect_timeout = s.duration("connect_timeout", "connect_timeout = \"1s\"", up.connect_timeout, diags);
+        up.connect_timeout =
+            s.duration("connect_timeout", "connect_timeout = \"1s\"", up.connect_timeout, diags);
         up.send_timeout = s.duration("send_timeout", "send_timeout = \"60s\"", up.send_timeout, diags);
         up.read_timeout = s.duration("read_timeout", "read_timeout = \"60s\"", up.read_timeout, diags);
-        if let Some(b) = s.get::<usize>("uwsgi_buffer_size", "uwsgi_buffer_size = 4096   # uWSGI's buffer-size", diags) {
+        if let Some(b) =
+            s.get::<usize>("uwsgi_buffer_size", "uwsgi_buffer_size = 4096   # uWSGI's buffer-size", diags)
+        {
             if *b.get_ref() < 512 || *b.get_ref() > 65535 {
                 diags.error(
                     b.span(),
                     format!("uwsgi_buffer_size {} is outside 512..65535", b.get_ref()),
-                    Some("set it to uWSGI's buffer-size (4096 unless its ini says otherwise; at most 65535)".into()),
+                    Some(
+                        "set it to uWSGI's buffer-size (4096 unless its ini says otherwise; at most 65535)"
+                            .into(),
+                    ),
                 );
             } else {
                 up.uwsgi_buffer_size = b.into_inner();
@@ -161,16 +176,11 @@ impl UpstreamConfig {
     }
 }
 
-
 /// `"unix:/x.sock weight=2 max_conns=64"`.
 fn parse_server(text: &str) -> Result<ServerConfig, String> {
     let mut parts = text.split_whitespace();
     let addr = BackendAddr::parse(parts.next().ok_or("an empty server entry")?)?;
-    let mut server = ServerConfig {
-        addr,
-        weight: 1,
-        max_conns: None,
-    };
+    let mut server = ServerConfig { addr, weight: 1, max_conns: None };
     for part in parts {
         let (key, value) = part.split_once('=').ok_or_else(|| format!("`{part}` is not key=value"))?;
         let n: u32 = value.parse().map_err(|_| format!("`{part}`: {value} is not a number"))?;
@@ -220,7 +230,11 @@ impl UwsgiLocation {
         let modifier1 = s.get::<u8>("uwsgi_modifier1", "uwsgi_modifier1 = 0   # 0..255", diags);
         let modifier2 = s.get::<u8>("uwsgi_modifier2", "uwsgi_modifier2 = 0   # 0..255", diags);
         let Some(pass) = pass else {
-            for (key, present) in [("uwsgi_param", params.is_some()), ("uwsgi_modifier1", modifier1.is_some()), ("uwsgi_modifier2", modifier2.is_some())] {
+            for (key, present) in [
+                ("uwsgi_param", params.is_some()),
+                ("uwsgi_modifier1", modifier1.is_some()),
+                ("uwsgi_modifier2", modifier2.is_some()),
+            ] {
                 if present {
                     diags.error(
                         s.key_span(key).unwrap_or(s.span()),
@@ -252,7 +266,11 @@ impl UwsgiLocation {
                     RawParam::Full { value, if_not_empty } => (value, if_not_empty),
                 };
                 if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
-                    diags.error(span.clone(), format!("uwsgi_param name `{name}` is not a CGI variable name"), Some("use letters, digits and _, like HTTP_HOST".into()));
+                    diags.error(
+                        span.clone(),
+                        format!("uwsgi_param name `{name}` is not a CGI variable name"),
+                        Some("use letters, digits and _, like HTTP_HOST".into()),
+                    );
                     continue;
                 }
                 if name.starts_with("UWSGI_") {
@@ -263,12 +281,12 @@ impl UwsgiLocation {
                     );
                 }
                 match Template::parse(&value, scope) {
-                    Ok(t) => out.push(Param {
-                        name,
-                        value: t,
-                        if_not_empty,
-                    }),
-                    Err(e) => diags.error(span.clone(), format!("uwsgi_param `{name}`: {}", e.message), Some(e.hint)),
+                    Ok(t) => out.push(Param { name, value: t, if_not_empty }),
+                    Err(e) => diags.error(
+                        span.clone(),
+                        format!("uwsgi_param `{name}`: {}", e.message),
+                        Some(e.hint),
+                    ),
                 }
             }
         }
@@ -337,8 +355,14 @@ mod tests {
             parse_server("unix:/tmp/a.sock weight=2 max_conns=64").unwrap(),
             ServerConfig { addr: BackendAddr::Unix("/tmp/a.sock".into()), weight: 2, max_conns: Some(64) }
         );
-        assert_eq!(parse_server("127.0.0.1:3031").unwrap().addr, BackendAddr::Tcp("127.0.0.1:3031".parse().unwrap()));
-        assert_eq!(parse_server("localhost:3031").unwrap().addr, BackendAddr::Tcp("127.0.0.1:3031".parse().unwrap()));
+        assert_eq!(
+            parse_server("127.0.0.1:3031").unwrap().addr,
+            BackendAddr::Tcp("127.0.0.1:3031".parse().unwrap())
+        );
+        assert_eq!(
+            parse_server("localhost:3031").unwrap().addr,
+            BackendAddr::Tcp("127.0.0.1:3031".parse().unwrap())
+        );
         assert!(parse_server("unix:relative.sock").is_err());
         assert!(parse_server("unix:/a weight=0").is_err());
         assert!(parse_server("unix:/a bogus=1").unwrap_err().contains("unknown server parameter"));

@@ -40,10 +40,7 @@ impl Upstream {
     pub fn new(config: UpstreamConfig) -> Upstream {
         let freed = Arc::new(Notify::new());
         let hook = freed.clone();
-        Upstream {
-            pool: Pool::new(config, Box::new(move || hook.notify_waiters())),
-            freed,
-        }
+        Upstream { pool: Pool::new(config, Box::new(move || hook.notify_waiters())), freed }
     }
 }
 
@@ -54,7 +51,10 @@ pub enum RequestBody {
     Streaming(u64),
     /// A de-chunked body, in memory or in an unnamed temporary file.
     Memory(Bytes),
-    File { file: File, len: u64 },
+    File {
+        file: File,
+        len: u64,
+    },
 }
 
 impl RequestBody {
@@ -130,7 +130,10 @@ pub async fn prepare_body(
             Some(f) => f.write_all(&chunk).map_err(|e| BodyError::TempFile(e.to_string()))?,
             None if memory.len() as u64 + chunk.len() as u64 > buffer_size => {
                 let mut f = temp_file(temp_dir).map_err(|e| {
-                    BodyError::TempFile(format!("cannot create a temporary file in {}: {e}", temp_dir.display()))
+                    BodyError::TempFile(format!(
+                        "cannot create a temporary file in {}: {e}",
+                        temp_dir.display()
+                    ))
                 })?;
                 f.write_all(&memory)
                     .and_then(|_| f.write_all(&chunk))
@@ -352,11 +355,7 @@ pub async fn forward(session: &mut ServerSession, upstream: &Upstream, exchange:
             if f.health {
                 pool.record_failure(slot.index(), Instant::now());
             }
-            notes.push(Note {
-                level: f.level,
-                message: f.message,
-                upstream: Some(label),
-            });
+            notes.push(Note { level: f.level, message: f.message, upstream: Some(label) });
             Forwarded {
                 result: Err(f.status),
                 notes,
@@ -402,7 +401,9 @@ async fn connect(addr: &BackendAddr, timeout: Duration) -> Result<Conn, Failure>
         Err(_) => Err(Failure {
             status: 504,
             level: Level::Error,
-            message: format!("upstream timed out (110: Connection timed out) while connecting to upstream {addr}"),
+            message: format!(
+                "upstream timed out (110: Connection timed out) while connecting to upstream {addr}"
+            ),
             health: true,
         }),
     }
@@ -416,16 +417,30 @@ fn connect_failure(addr: &BackendAddr, e: &io::Error) -> Failure {
     let hint = match errno {
         Some(Errno::ENOENT) => " (is uWSGI running? its `socket` option must name this path)".to_string(),
         Some(Errno::ECONNREFUSED) => match addr {
-            BackendAddr::Unix(_) => " (the socket file exists but nothing listens on it: uWSGI stopped, or left a stale socket)".into(),
+            BackendAddr::Unix(_) => {
+                " (the socket file exists but nothing listens on it: uWSGI stopped, or left a stale socket)"
+                    .into()
+            }
             BackendAddr::Tcp(_) => " (nothing listens there: is uWSGI running?)".into(),
         },
-        Some(Errno::EAGAIN) => " (uWSGI's listen queue is full: every worker is busy; raise uWSGI's `listen` or add workers)".into(),
+        Some(Errno::EAGAIN) => {
+            " (uWSGI's listen queue is full: every worker is busy; raise uWSGI's `listen` or add workers)"
+                .into()
+        }
         Some(Errno::EACCES) => permission_hint(addr),
         _ => String::new(),
     };
     // nginx logs a missing or forbidden socket at crit, a refused or busy one at error
     let level = match errno {
-        Some(Errno::ECONNREFUSED | Errno::EAGAIN | Errno::ECONNRESET | Errno::ENETDOWN | Errno::ENETUNREACH | Errno::EHOSTDOWN | Errno::EHOSTUNREACH) => Level::Error,
+        Some(
+            Errno::ECONNREFUSED
+            | Errno::EAGAIN
+            | Errno::ECONNRESET
+            | Errno::ENETDOWN
+            | Errno::ENETUNREACH
+            | Errno::EHOSTDOWN
+            | Errno::EHOSTUNREACH,
+        ) => Level::Error,
         _ => Level::Crit,
     };
     Failure {
@@ -478,14 +493,17 @@ fn io_failure(call: &str, action: &str, e: &io::Error) -> Failure {
     Failure {
         status: 502,
         level: Level::Error,
-        message: format!("{call} failed ({}: {}) while {action}", e.raw_os_error().unwrap_or(0), errno_text(e)),
+        message: format!(
+            "{call} failed ({}: {}) while {action}",
+            e.raw_os_error().unwrap_or(0),
+            errno_text(e)
+        ),
         health: true,
     }
 }
 
 fn errno_text(e: &io::Error) -> String {
-    e.raw_os_error()
-        .map_or_else(|| e.to_string(), |n| Errno::from_raw(n).desc().to_string())
+    e.raw_os_error().map_or_else(|| e.to_string(), |n| Errno::from_raw(n).desc().to_string())
 }
 
 fn timed_out(action: &str) -> Failure {
@@ -516,7 +534,9 @@ async fn exchange_with(
     let sent = send_request(session, &conn, &mut resp, &exchange, cfg).await?;
     let request_consumed = !streaming || matches!(sent, Sent::All) || session.is_body_done();
 
-    let head = read_head(&conn, &mut resp, exchange.head_request, cfg.read_timeout, matches!(sent, Sent::Early)).await?;
+    let head =
+        read_head(&conn, &mut resp, exchange.head_request, cfg.read_timeout, matches!(sent, Sent::Early))
+            .await?;
     let mut notes = Vec::new();
     let header = client_head(&head, exchange.client_http10, exchange.head_request).map_err(|e| Failure {
         status: 502,
@@ -559,7 +579,16 @@ async fn exchange_with(
         return Ok((relayed, notes));
     }
     let _ = resp.split_to(head.head_len);
-    let body_result = relay_body(session, &conn, resp, head.framing, cfg.read_timeout, &mut relayed, matches!(sent, Sent::Early)).await;
+    let body_result = relay_body(
+        session,
+        &conn,
+        resp,
+        head.framing,
+        cfg.read_timeout,
+        &mut relayed,
+        matches!(sent, Sent::Early),
+    )
+    .await;
     if let Err(note) = body_result {
         relayed.complete = false;
         notes.push(note);
@@ -639,7 +668,8 @@ async fn send_request(
                             status: if timed_out { 408 } else { 499 },
                             level: Level::Info,
                             message: if timed_out {
-                                "client timed out (110: Connection timed out) while sending request body".into()
+                                "client timed out (110: Connection timed out) while sending request body"
+                                    .into()
                             } else {
                                 format!("client prematurely closed connection while sending request to upstream ({e})")
                             },
@@ -655,7 +685,12 @@ async fn send_request(
 
 /// Writes `data` while watching for uWSGI to answer early. `Ok(false)`: it answered or
 /// hung up first (the rest of the body is not wanted).
-async fn write_watching(conn: &Conn, mut data: &[u8], resp: &mut BytesMut, timeout: Duration) -> Result<bool, Failure> {
+async fn write_watching(
+    conn: &Conn,
+    mut data: &[u8],
+    resp: &mut BytesMut,
+    timeout: Duration,
+) -> Result<bool, Failure> {
     let action = "sending request to upstream";
     loop {
         match conn.try_write(data) {
@@ -741,7 +776,11 @@ async fn read_head(
 
 /// The response head for the client: the app's status and headers, framed for this
 /// client (Content-Length when known; chunked for HTTP/1.1; close-delimited for 1.0).
-fn client_head(head: &ResponseHead, client_http10: bool, head_request: bool) -> pingora_core::Result<ResponseHeader> {
+fn client_head(
+    head: &ResponseHead,
+    client_http10: bool,
+    head_request: bool,
+) -> pingora_core::Result<ResponseHeader> {
     let mut h = ResponseHeader::build(head.status, Some(head.headers.len() + 4))?;
     if let Some(reason) = &head.reason {
         h.set_reason_phrase(Some(reason))?;
@@ -797,11 +836,7 @@ async fn relay_body(
         Framing::Chunked | Framing::UntilClose => None,
     };
     let mut decoder = (framing == Framing::Chunked).then(ChunkedDecoder::new);
-    let broken = |message: String| Note {
-        level: Level::Error,
-        message,
-        upstream: None,
-    };
+    let broken = |message: String| Note { level: Level::Error, message, upstream: None };
     loop {
         if !pending.is_empty() {
             let mut chunk = pending.split().freeze();
@@ -815,9 +850,18 @@ async fn relay_body(
                 Some(d) => {
                     let mut pos = 0;
                     while pos < chunk.len() && !d.is_done() {
-                        let step = d.step(&chunk[pos..]).map_err(|e| broken(format!("upstream sent an invalid chunked body ({e}) while reading upstream")))?;
+                        let step = d.step(&chunk[pos..]).map_err(|e| {
+                            broken(format!(
+                                "upstream sent an invalid chunked body ({e}) while reading upstream"
+                            ))
+                        })?;
                         if !step.data.is_empty() {
-                            send_client(session, chunk.slice(pos + step.data.start..pos + step.data.end), relayed).await?;
+                            send_client(
+                                session,
+                                chunk.slice(pos + step.data.start..pos + step.data.end),
+                                relayed,
+                            )
+                            .await?;
                         }
                         pos += step.consumed;
                     }

@@ -7,6 +7,6 @@
 
 pub mod codec;
 pub mod config;
-pub mod pool;
 #[cfg(feature = "server")]
 pub mod forward;
+pub mod pool;

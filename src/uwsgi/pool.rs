@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
 
-use super::config::{Balance, BackendAddr, UpstreamConfig};
+use super::config::{BackendAddr, Balance, UpstreamConfig};
 
 struct Backend {
     addr: BackendAddr,
@@ -84,12 +84,7 @@ impl Pool {
                 health: Mutex::new(Health::default()),
             })
             .collect();
-        Pool {
-            current: Mutex::new(vec![0; backends.len()]),
-            backends,
-            config,
-            on_release,
-        }
+        Pool { current: Mutex::new(vec![0; backends.len()]), backends, config, on_release }
     }
 
     pub fn config(&self) -> &UpstreamConfig {
@@ -115,9 +110,8 @@ impl Pool {
 
     /// Picks a server not in `tried`, not down, with a free slot, and reserves the slot.
     pub fn acquire(&self, now: Instant, tried: &[usize]) -> Pick<'_> {
-        let alive: Vec<usize> = (0..self.backends.len())
-            .filter(|i| !tried.contains(i) && !self.is_down(*i, now))
-            .collect();
+        let alive: Vec<usize> =
+            (0..self.backends.len()).filter(|i| !tried.contains(i) && !self.is_down(*i, now)).collect();
         if alive.is_empty() {
             return Pick::NoneLeft;
         }
@@ -234,8 +228,14 @@ mod tests {
     fn max_conns_caps_and_releases() {
         let p = pool(&[("/a", 1, Some(1)), ("/b", 1, Some(1))], Balance::RoundRobin);
         let now = Instant::now();
-        let first = match p.acquire(now, &[]) { Pick::Got(s) => s, _ => panic!() };
-        let second = match p.acquire(now, &[]) { Pick::Got(s) => s, _ => panic!() };
+        let first = match p.acquire(now, &[]) {
+            Pick::Got(s) => s,
+            _ => panic!(),
+        };
+        let second = match p.acquire(now, &[]) {
+            Pick::Got(s) => s,
+            _ => panic!(),
+        };
         assert_ne!(first.index(), second.index());
         assert!(matches!(p.acquire(now, &[]), Pick::AllBusy));
         drop(first);
@@ -246,9 +246,15 @@ mod tests {
     fn least_conn_prefers_the_idle_server() {
         let p = pool(&[("/a", 1, None), ("/b", 1, None)], Balance::LeastConn);
         let now = Instant::now();
-        let busy = match p.acquire(now, &[]) { Pick::Got(s) => s, _ => panic!() };
+        let busy = match p.acquire(now, &[]) {
+            Pick::Got(s) => s,
+            _ => panic!(),
+        };
         for _ in 0..3 {
-            let s = match p.acquire(now, &[]) { Pick::Got(s) => s, _ => panic!() };
+            let s = match p.acquire(now, &[]) {
+                Pick::Got(s) => s,
+                _ => panic!(),
+            };
             assert_ne!(s.index(), busy.index());
         }
     }

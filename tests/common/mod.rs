@@ -47,10 +47,7 @@ impl Drop for TempDir {
 
 /// A free TCP port on 127.0.0.1 (bound once and released).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
 }
 
 pub fn portico_bin() -> &'static str {
@@ -76,9 +73,8 @@ impl Portico {
     /// `strace`) placed before the binary.
     pub fn start_in(dir: TempDir, config: &str, prefix: &[&str]) -> Portico {
         let port = free_port();
-        let text = config
-            .replace("{port}", &port.to_string())
-            .replace("{dir}", &dir.path().display().to_string());
+        let text =
+            config.replace("{port}", &port.to_string()).replace("{dir}", &dir.path().display().to_string());
         let conf = dir.write("portico.toml", text);
         let stderr_path = dir.path().join("stderr.log");
         let stderr = std::fs::File::create(&stderr_path).expect("stderr file");
@@ -98,12 +94,7 @@ impl Portico {
             .spawn()
             .expect("spawn portico");
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
-        let mut p = Portico {
-            child,
-            addr,
-            stderr_path,
-            dir,
-        };
+        let mut p = Portico { child, addr, stderr_path, dir };
         p.wait_ready();
         p
     }
@@ -204,10 +195,7 @@ pub struct Response {
 
 impl Response {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
 
     pub fn text(&self) -> String {
@@ -222,12 +210,8 @@ pub struct Conn {
 
 impl Conn {
     pub fn new(stream: TcpStream) -> Conn {
-        stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .expect("read timeout");
-        Conn {
-            reader: BufReader::new(stream),
-        }
+        stream.set_read_timeout(Some(Duration::from_secs(10))).expect("read timeout");
+        Conn { reader: BufReader::new(stream) }
     }
 
     pub fn send(&mut self, bytes: &[u8]) {
@@ -260,12 +244,7 @@ impl Conn {
                 (k.to_string(), v.trim().to_string())
             })
             .collect();
-        let mut r = Response {
-            status,
-            head: head.clone(),
-            headers,
-            body: Vec::new(),
-        };
+        let mut r = Response { status, head: head.clone(), headers, body: Vec::new() };
         if head_only || status == 304 || status == 204 {
             return r;
         }
@@ -287,7 +266,8 @@ impl Conn {
         loop {
             let mut line = String::new();
             self.reader.read_line(&mut line).expect("chunk size");
-            let size = usize::from_str_radix(line.trim().split(';').next().unwrap_or("0"), 16).expect("hex size");
+            let size =
+                usize::from_str_radix(line.trim().split(';').next().unwrap_or("0"), 16).expect("hex size");
             if size == 0 {
                 let mut end = String::new();
                 self.reader.read_line(&mut end).expect("final crlf");

@@ -65,7 +65,11 @@ impl Uwsgi {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        panic!("uWSGI did not listen on {}; its log:\n{}", self.socket.display(), std::fs::read_to_string(&self.log).unwrap_or_default());
+        panic!(
+            "uWSGI did not listen on {}; its log:\n{}",
+            self.socket.display(),
+            std::fs::read_to_string(&self.log).unwrap_or_default()
+        );
     }
 
     /// Stops uWSGI at once, master and workers (SIGINT); its socket file is left behind,

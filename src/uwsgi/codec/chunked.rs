@@ -37,15 +37,21 @@ impl fmt::Display for ChunkError {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum State {
     /// Reading hex digits of a size.
-    Size { digits: usize },
+    Size {
+        digits: usize,
+    },
     /// After the digits: extensions or whitespace until LF.
     SizeRest,
     /// `remaining` bytes of data to pass through.
     Data,
     /// After data: expecting CR or LF.
-    DataEnd { seen_cr: bool },
+    DataEnd {
+        seen_cr: bool,
+    },
     /// After the last chunk: trailer lines until an empty one.
-    Trailer { line_len: usize },
+    Trailer {
+        line_len: usize,
+    },
     Done,
 }
 
@@ -73,12 +79,7 @@ impl Default for ChunkedDecoder {
 
 impl ChunkedDecoder {
     pub fn new() -> Self {
-        ChunkedDecoder {
-            state: State::Size { digits: 0 },
-            size: 0,
-            remaining: 0,
-            line_len: 0,
-        }
+        ChunkedDecoder { state: State::Size { digits: 0 }, size: 0, remaining: 0, line_len: 0 }
     }
 
     /// Whether the last chunk and the trailers have been read.
@@ -119,7 +120,12 @@ impl ChunkedDecoder {
                             self.remaining = self.size;
                             self.state = State::Data;
                         }
-                    } else if b == b';' || b == b'\r' || b == b' ' || b == b'\t' || self.line_len > 0 && b.is_ascii_graphic() {
+                    } else if b == b';'
+                        || b == b'\r'
+                        || b == b' '
+                        || b == b'\t'
+                        || self.line_len > 0 && b.is_ascii_graphic()
+                    {
                         self.bump_line()?;
                     } else {
                         return Err(ChunkError::BadSize);
@@ -131,10 +137,7 @@ impl ChunkedDecoder {
                     if self.remaining == 0 {
                         self.state = State::DataEnd { seen_cr: false };
                     }
-                    return Ok(Step {
-                        consumed: i + take,
-                        data: i..i + take,
-                    });
+                    return Ok(Step { consumed: i + take, data: i..i + take });
                 }
                 State::DataEnd { seen_cr } => {
                     i += 1;
@@ -165,10 +168,7 @@ impl ChunkedDecoder {
                 State::Done => return Ok(Step { consumed: i, data: i..i }),
             }
         }
-        Ok(Step {
-            consumed: input.len(),
-            data: input.len()..input.len(),
-        })
+        Ok(Step { consumed: input.len(), data: input.len()..input.len() })
     }
 
     fn bump_line(&mut self) -> Result<(), ChunkError> {

@@ -18,7 +18,9 @@ pub enum PacketError {
 impl fmt::Display for PacketError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            PacketError::TooBig { size } => write!(f, "uwsgi vars block of {size} bytes exceeds the protocol's 65535"),
+            PacketError::TooBig { size } => {
+                write!(f, "uwsgi vars block of {size} bytes exceeds the protocol's 65535")
+            }
         }
     }
 }
@@ -131,12 +133,7 @@ pub fn decode(bytes: &[u8]) -> Result<Packet<'_>, DecodeError> {
         let value = read(&mut p)?;
         vars.push((key, value));
     }
-    Ok(Packet {
-        modifier1: bytes[0],
-        modifier2: bytes[3],
-        vars,
-        rest: &bytes[4 + size..],
-    })
+    Ok(Packet { modifier1: bytes[0], modifier2: bytes[3], vars, rest: &bytes[4 + size..] })
 }
 
 #[cfg(test)]

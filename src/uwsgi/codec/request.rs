@@ -175,10 +175,7 @@ where
             false,
         );
         if size > largest.size {
-            largest = LargestHeader {
-                var: String::from_utf8_lossy(&key).into_owned(),
-                size,
-            };
+            largest = LargestHeader { var: String::from_utf8_lossy(&key).into_owned(), size };
         }
     }
     let size = w.vars_len();
@@ -187,11 +184,7 @@ where
         return Err(EncodeError::TooBig { size, largest });
     }
     if size > opts.buffer_size {
-        return Err(EncodeError::OverBufferSize {
-            size,
-            buffer_size: opts.buffer_size,
-            largest,
-        });
+        return Err(EncodeError::OverBufferSize { size, buffer_size: opts.buffer_size, largest });
     }
     w.finish(opts.modifier1, opts.modifier2)
         .map_err(|PacketError::TooBig { size }| EncodeError::TooBig { size, largest })
@@ -318,7 +311,12 @@ mod tests {
         }
     }
 
-    fn encode(req: &CgiRequest, headers: &[(&str, &str)], params: &[Param], buffer_size: usize) -> Result<Vec<(String, String)>, EncodeError> {
+    fn encode(
+        req: &CgiRequest,
+        headers: &[(&str, &str)],
+        params: &[Param],
+        buffer_size: usize,
+    ) -> Result<Vec<(String, String)>, EncodeError> {
         let mut buf = Vec::new();
         let opts = EncodeOptions { params, modifier1: 0, modifier2: 0, buffer_size };
         let it = || headers.iter().map(|(k, v)| (k.as_bytes(), v.as_bytes()));
@@ -349,9 +347,20 @@ mod tests {
         assert_eq!(
             keys,
             [
-                "QUERY_STRING", "REQUEST_METHOD", "CONTENT_TYPE", "CONTENT_LENGTH", "REQUEST_URI",
-                "PATH_INFO", "DOCUMENT_ROOT", "SERVER_PROTOCOL", "REQUEST_SCHEME", "REMOTE_ADDR",
-                "REMOTE_PORT", "SERVER_PORT", "SERVER_NAME", "HTTP_HOST"
+                "QUERY_STRING",
+                "REQUEST_METHOD",
+                "CONTENT_TYPE",
+                "CONTENT_LENGTH",
+                "REQUEST_URI",
+                "PATH_INFO",
+                "DOCUMENT_ROOT",
+                "SERVER_PROTOCOL",
+                "REQUEST_SCHEME",
+                "REMOTE_ADDR",
+                "REMOTE_PORT",
+                "SERVER_PORT",
+                "SERVER_NAME",
+                "HTTP_HOST"
             ]
         );
         assert_eq!(get(&v, "CONTENT_TYPE"), [""]);
@@ -392,7 +401,13 @@ mod tests {
         r.content_length = Some(3);
         let v = encode(
             &r,
-            &[("X_Forwarded_For", "spoof"), ("X-Forwarded-For", "203.0.113.9"), ("Proxy", "http://evil"), ("Transfer-Encoding", "chunked"), ("Bad.Name", "x")],
+            &[
+                ("X_Forwarded_For", "spoof"),
+                ("X-Forwarded-For", "203.0.113.9"),
+                ("Proxy", "http://evil"),
+                ("Transfer-Encoding", "chunked"),
+                ("Bad.Name", "x"),
+            ],
             &[],
             4096,
         )

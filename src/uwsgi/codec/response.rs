@@ -69,9 +69,13 @@ impl fmt::Display for HeadError {
         match self {
             HeadError::TooBig { limit } => write!(f, "upstream sent too big header (over {limit} bytes)"),
             HeadError::Invalid { detail } => write!(f, "upstream sent invalid header: {detail}"),
-            HeadError::LengthAndChunked => f.write_str("upstream sent both Content-Length and Transfer-Encoding"),
+            HeadError::LengthAndChunked => {
+                f.write_str("upstream sent both Content-Length and Transfer-Encoding")
+            }
             HeadError::BadContentLength => f.write_str("upstream sent invalid or duplicate Content-Length"),
-            HeadError::BadTransferEncoding => f.write_str("upstream sent a Transfer-Encoding other than chunked"),
+            HeadError::BadTransferEncoding => {
+                f.write_str("upstream sent a Transfer-Encoding other than chunked")
+            }
         }
     }
 }
@@ -107,9 +111,7 @@ pub fn parse_head(buf: &[u8], limit: usize, head_request: bool) -> Result<Option
         }
     };
     if !(200..=599).contains(&status) {
-        return Err(HeadError::Invalid {
-            detail: format!("status {status} cannot be relayed"),
-        });
+        return Err(HeadError::Invalid { detail: format!("status {status} cannot be relayed") });
     }
     let (framing, declared_length) = framing(headers, status, head_request)?;
     let connection_tokens: Vec<&[u8]> = headers
@@ -120,25 +122,18 @@ pub fn parse_head(buf: &[u8], limit: usize, head_request: bool) -> Result<Option
         .collect();
     let mut out = Vec::with_capacity(headers.len());
     for h in headers {
-        if is_hop_by_hop(h.name) || connection_tokens.iter().any(|t| t.eq_ignore_ascii_case(h.name.as_bytes())) {
+        if is_hop_by_hop(h.name)
+            || connection_tokens.iter().any(|t| t.eq_ignore_ascii_case(h.name.as_bytes()))
+        {
             continue;
         }
-        HeaderName::from_bytes(h.name.as_bytes()).map_err(|_| HeadError::Invalid {
-            detail: format!("header name {:?}", h.name),
-        })?;
-        let value = HeaderValue::from_bytes(trim(h.value)).map_err(|_| HeadError::Invalid {
-            detail: format!("value of {}", h.name),
-        })?;
+        HeaderName::from_bytes(h.name.as_bytes())
+            .map_err(|_| HeadError::Invalid { detail: format!("header name {:?}", h.name) })?;
+        let value = HeaderValue::from_bytes(trim(h.value))
+            .map_err(|_| HeadError::Invalid { detail: format!("value of {}", h.name) })?;
         out.push((h.name.to_string(), value));
     }
-    Ok(Some(ResponseHead {
-        status,
-        reason,
-        headers: out,
-        framing,
-        declared_length,
-        head_len,
-    }))
+    Ok(Some(ResponseHead { status, reason, headers: out, framing, declared_length, head_len }))
 }
 
 fn looks_like_status_line(buf: &[u8]) -> bool {
@@ -154,10 +149,9 @@ fn incomplete<T>(buf: &[u8], limit: usize) -> Result<Option<T>, HeadError> {
 }
 
 fn invalid(buf: &[u8], e: httparse::Error) -> HeadError {
-    let shown: String = buf.iter().take(32).flat_map(|b| std::ascii::escape_default(*b)).map(char::from).collect();
-    HeadError::Invalid {
-        detail: format!("\"{shown}...\" ({e})"),
-    }
+    let shown: String =
+        buf.iter().take(32).flat_map(|b| std::ascii::escape_default(*b)).map(char::from).collect();
+    HeadError::Invalid { detail: format!("\"{shown}...\" ({e})") }
 }
 
 /// The status of a head without a status line: `Status: NNN reason`, else `Location` →
@@ -182,7 +176,11 @@ fn cgi_status(headers: &[httparse::Header]) -> Result<(u16, Option<String>), Hea
     Ok((200, None))
 }
 
-fn framing(headers: &[httparse::Header], status: u16, head_request: bool) -> Result<(Framing, Option<u64>), HeadError> {
+fn framing(
+    headers: &[httparse::Header],
+    status: u16,
+    head_request: bool,
+) -> Result<(Framing, Option<u64>), HeadError> {
     let mut lengths = headers.iter().filter(|h| h.name.eq_ignore_ascii_case("content-length"));
     let length = lengths.next();
     if length.is_some() && lengths.next().is_some() {
@@ -193,9 +191,7 @@ fn framing(headers: &[httparse::Header], status: u16, head_request: bool) -> Res
         return Err(HeadError::LengthAndChunked);
     }
     let length = match length {
-        Some(h) => {
-            Some(parse_decimal(trim(h.value)).ok_or(HeadError::BadContentLength)?)
-        }
+        Some(h) => Some(parse_decimal(trim(h.value)).ok_or(HeadError::BadContentLength)?),
         None => None,
     };
     if let Some(te) = te {
@@ -227,7 +223,8 @@ fn is_hop_by_hop(name: &str) -> bool {
         "content-length",
         "status",
     ];
-    HOP.iter().any(|h| name.eq_ignore_ascii_case(h)) || name.len() >= 8 && name[..8].eq_ignore_ascii_case("x-accel-")
+    HOP.iter().any(|h| name.eq_ignore_ascii_case(h))
+        || name.len() >= 8 && name[..8].eq_ignore_ascii_case("x-accel-")
 }
 
 #[cfg(test)]
@@ -239,12 +236,17 @@ mod tests {
     }
 
     fn names(h: &ResponseHead) -> Vec<String> {
-        h.headers.iter().map(|(n, v)| format!("{}: {}", n.to_ascii_lowercase(), v.to_str().unwrap())).collect()
+        h.headers
+            .iter()
+            .map(|(n, v)| format!("{}: {}", n.to_ascii_lowercase(), v.to_str().unwrap()))
+            .collect()
     }
 
     #[test]
     fn flask_response() {
-        let h = parse(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 602\r\n\r\n{").unwrap().unwrap();
+        let h = parse(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 602\r\n\r\n{")
+            .unwrap()
+            .unwrap();
         assert_eq!(h.status, 200);
         assert_eq!(h.reason.as_deref(), Some("OK"));
         assert_eq!(h.framing, Framing::Length(602));
@@ -288,10 +290,16 @@ mod tests {
             parse(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n"),
             Err(HeadError::LengthAndChunked)
         );
-        assert_eq!(parse(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\n"), Err(HeadError::BadContentLength));
+        assert_eq!(
+            parse(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\n"),
+            Err(HeadError::BadContentLength)
+        );
         assert_eq!(parse(b"HTTP/1.1 200 OK\r\nContent-Length: 3x\r\n\r\n"), Err(HeadError::BadContentLength));
         assert_eq!(parse(b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n"), Err(HeadError::BadContentLength));
-        assert_eq!(parse(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n"), Err(HeadError::BadTransferEncoding));
+        assert_eq!(
+            parse(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n"),
+            Err(HeadError::BadTransferEncoding)
+        );
         let h = parse(b"HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\n").unwrap().unwrap();
         assert_eq!(h.framing, Framing::None);
         let h = parse_head(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n", 4096, true).unwrap().unwrap();
