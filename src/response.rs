@@ -36,7 +36,7 @@ impl Head {
 
     /// Adds a header after `Connection`.
     pub fn header(&mut self, name: &str, value: impl Display) {
-        let _ = write!(Writer(&mut self.extra), "{name}: {value}\r\n");
+        let _ = write!(self.extra, "{name}: {value}\r\n");
     }
 
     pub fn with(mut self, name: &str, value: impl Display) -> Head {
@@ -53,7 +53,7 @@ impl Head {
     pub fn encode(&self, date: &[u8], keepalive: bool, out: &mut BytesMut) {
         out.reserve(256);
         let _ = write!(
-            Writer(out),
+            out,
             "HTTP/1.1 {} {}\r\nServer: {SERVER_NAME}\r\nDate: ",
             self.status,
             reason(self.status)
@@ -61,16 +61,16 @@ impl Head {
         out.put_slice(date);
         out.put_slice(b"\r\n");
         if let Some(ct) = &self.content_type {
-            let _ = write!(Writer(out), "Content-Type: {ct}\r\n");
+            let _ = write!(out, "Content-Type: {ct}\r\n");
         }
         if let Some(len) = self.content_length {
-            let _ = write!(Writer(out), "Content-Length: {len}\r\n");
+            let _ = write!(out, "Content-Length: {len}\r\n");
         }
         if let Some(mtime) = self.last_modified {
-            let _ = write!(Writer(out), "Last-Modified: {}\r\n", http_date(mtime));
+            let _ = write!(out, "Last-Modified: {}\r\n", http_date(mtime));
         }
         if let Some(loc) = &self.location {
-            let _ = write!(Writer(out), "Location: {loc}\r\n");
+            let _ = write!(out, "Location: {loc}\r\n");
         }
         out.put_slice(if keepalive { b"Connection: keep-alive\r\n" } else { b"Connection: close\r\n" });
         out.put_slice(&self.extra);
@@ -86,15 +86,6 @@ pub fn http_date(secs: i64) -> httpdate::HttpDate {
         UNIX_EPOCH - Duration::from_secs(secs.unsigned_abs())
     };
     httpdate::HttpDate::from(t)
-}
-
-struct Writer<'a>(&'a mut BytesMut);
-
-impl std::fmt::Write for Writer<'_> {
-    fn write_str(&mut self, s: &str) -> std::fmt::Result {
-        self.0.put_slice(s.as_bytes());
-        Ok(())
-    }
 }
 
 /// One piece of a file-backed body.

@@ -25,7 +25,9 @@ use crate::routing::servers::{normalize_host, ServerTable};
 use crate::static_files::serve::{serve, try_files, FileRequest, Outcome};
 use crate::uri::{normalize_path, split_target};
 use crate::uwsgi::codec::request::{encode_request, CgiRequest, EncodeOptions};
-use crate::uwsgi::forward::{forward, prepare_body, BodyError, Exchange, RequestBody, Upstream};
+use crate::uwsgi::forward::{
+    forward, prepare_body, upstream_label, BodyError, Exchange, RequestBody, Upstream,
+};
 
 use super::request::{version_str, RequestInfo, ResponseInfo, Vars};
 use super::wire::{send_raw_error, send_reply};
@@ -488,7 +490,6 @@ impl App {
                 .await;
         };
         let upstream = &self.upstreams[uw.upstream];
-        let label = format!("uwsgi://{}", upstream.pool.config().name);
         let chunked = session.req_header().headers.contains_key(http::header::TRANSFER_ENCODING);
         let body = match prepare_body(
             session,
@@ -579,6 +580,7 @@ impl App {
             encode_request(&cgi, pairs, &opts, &vars, packet)
         };
         if let Err(e) = encoded {
+            let label = upstream_label(&upstream.pool.config().name);
             notes.push(Note { level: Level::Error, message: e.to_string(), upstream: Some(label) });
             return self
                 .respond(session, rt, info, Reply::error(431), notes, head_only, UpstreamFields::default())
@@ -646,12 +648,7 @@ impl App {
         if session.is_body_empty() {
             return 0;
         }
-        let expects_continue = session
-            .req_header()
-            .headers
-            .get(http::header::EXPECT)
-            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
-        if expects_continue {
+        if crate::text::expects_continue(&session.req_header().headers) {
             session.set_keepalive(None);
             return 0;
         }
@@ -719,7 +716,7 @@ impl App {
             server_name: &rt.site.name,
             response: Some(response),
             now: Some(&now),
-            request_length: request_head_length(info, headers) + body_read,
+            body_read,
         };
         LINE.with(|line| {
             let mut line = line.borrow_mut();
@@ -759,12 +756,5 @@ fn file_request<'a>(info: &'a RequestInfo, headers: &'a HeaderMap, vars: &'a Var
 }
 
 fn request_vars<'a>(info: &'a RequestInfo, headers: &'a HeaderMap, server_name: &'a str) -> Vars<'a> {
-    Vars { req: info, headers, server_name, response: None, now: None, request_length: 0 }
-}
-
-/// An estimate of the request head's size on the wire, for `$request_length`.
-fn request_head_length(info: &RequestInfo, headers: &HeaderMap) -> u64 {
-    let line = info.method.as_str().len() + info.raw_target.len() + 12;
-    let fields: usize = headers.iter().map(|(k, v)| k.as_str().len() + v.len() + 4).sum();
-    (line + fields + 2) as u64
+    Vars { req: info, headers, server_name, response: None, now: None, body_read: 0 }
 }

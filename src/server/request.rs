@@ -38,8 +38,19 @@ pub struct RequestInfo {
 
 impl RequestInfo {
     /// `$request`: the request line as nginx logs it.
+    pub fn write_request_line(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(self.method.as_str().as_bytes());
+        out.push(b' ');
+        out.extend_from_slice(&self.raw_target);
+        out.push(b' ');
+        out.extend_from_slice(version_str(self.version).as_bytes());
+    }
+
+    /// The request line for the error log's `request: "..."`.
     pub fn request_line(&self) -> String {
-        format!("{} {} {}", self.method, String::from_utf8_lossy(&self.raw_target), version_str(self.version))
+        let mut line = Vec::new();
+        self.write_request_line(&mut line);
+        String::from_utf8_lossy(&line).into_owned()
     }
 }
 
@@ -75,8 +86,8 @@ pub struct Vars<'a> {
     pub response: Option<&'a ResponseInfo>,
     /// The time for `$time_local`, `$time_iso8601`, `$msec`, taken once per log line.
     pub now: Option<&'a crate::log::clock::Now>,
-    /// Length of the request head plus body read (`$request_length`).
-    pub request_length: u64,
+    /// Request body bytes read, for `$request_length`.
+    pub body_read: u64,
 }
 
 impl VarSource for Vars<'_> {
@@ -84,13 +95,7 @@ impl VarSource for Vars<'_> {
         use std::io::Write;
         let req = self.req;
         match var {
-            Var::Request => {
-                out.extend_from_slice(req.method.as_str().as_bytes());
-                out.push(b' ');
-                out.extend_from_slice(&req.raw_target);
-                out.push(b' ');
-                out.extend_from_slice(version_str(req.version).as_bytes());
-            }
+            Var::Request => req.write_request_line(out),
             Var::RequestMethod => out.extend_from_slice(req.method.as_str().as_bytes()),
             Var::RequestUri => out.extend_from_slice(&req.raw_target),
             Var::Uri => out.extend_from_slice(&req.uri),
@@ -106,31 +111,11 @@ impl VarSource for Vars<'_> {
             Var::ServerProtocol => out.extend_from_slice(version_str(req.version).as_bytes()),
             Var::Scheme => out.extend_from_slice(b"http"),
             Var::Host => out.extend_from_slice(req.host.as_bytes()),
-            Var::RemoteAddr => match req.remote {
-                Some(a) => {
-                    let _ = write!(out, "{}", a.ip());
-                }
-                None => return false,
-            },
-            Var::RemotePort => match req.remote {
-                Some(a) => {
-                    let _ = write!(out, "{}", a.port());
-                }
-                None => return false,
-            },
+            Var::RemoteAddr => return shown(out, req.remote.map(|a| a.ip())),
+            Var::RemotePort => return shown(out, req.remote.map(|a| a.port())),
             Var::RemoteUser => return false,
-            Var::ServerAddr => match req.local {
-                Some(a) => {
-                    let _ = write!(out, "{}", a.ip());
-                }
-                None => return false,
-            },
-            Var::ServerPort => match req.local {
-                Some(a) => {
-                    let _ = write!(out, "{}", a.port());
-                }
-                None => return false,
-            },
+            Var::ServerAddr => return shown(out, req.local.map(|a| a.ip())),
+            Var::ServerPort => return shown(out, req.local.map(|a| a.port())),
             Var::ServerName => out.extend_from_slice(self.server_name.as_bytes()),
             Var::DocumentRoot => out.extend_from_slice(&req.document_root),
             Var::Connection => {
@@ -151,7 +136,10 @@ impl VarSource for Vars<'_> {
                 let _ = write!(out, "{}", std::process::id());
             }
             Var::RequestLength => {
-                let _ = write!(out, "{}", self.request_length);
+                // estimated from the parsed head: pingora does not report its size
+                let line = req.method.as_str().len() + req.raw_target.len() + 12;
+                let head = line + crate::text::header_lines_len(self.headers) + 2;
+                let _ = write!(out, "{}", head as u64 + self.body_read);
             }
             Var::TimeLocal | Var::TimeIso8601 | Var::Msec => {
                 let Some(now) = self.now else { return false };
@@ -189,12 +177,7 @@ impl VarSource for Vars<'_> {
                         Some(a) => out.extend_from_slice(a.as_bytes()),
                         None => return false,
                     },
-                    Var::UpstreamStatus => match r.upstream_status {
-                        Some(s) => {
-                            let _ = write!(out, "{s}");
-                        }
-                        None => return false,
-                    },
+                    Var::UpstreamStatus => return shown(out, r.upstream_status),
                     Var::UpstreamResponseTime => match r.upstream_time {
                         Some(t) => {
                             let _ = write!(out, "{}.{:03}", t.as_secs(), t.subsec_millis());
@@ -218,6 +201,12 @@ impl VarSource for Vars<'_> {
         }
         true
     }
+}
+
+/// Appends `value` if there is one; `false` (the variable is unset) if not.
+fn shown(out: &mut Vec<u8>, value: Option<impl std::fmt::Display>) -> bool {
+    use std::io::Write;
+    value.is_some_and(|v| write!(out, "{v}").is_ok())
 }
 
 /// Appends a request header's value(s); repeated headers joined as nginx joins them.

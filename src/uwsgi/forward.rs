@@ -18,6 +18,7 @@ use tokio::net::{TcpStream, UnixStream};
 use tokio::sync::Notify;
 
 use crate::log::{Level, Note};
+use crate::text::expects_continue;
 
 use super::codec::chunked::ChunkedDecoder;
 use super::codec::response::{parse_head, Framing, ResponseHead};
@@ -79,14 +80,6 @@ pub enum BodyError {
     TempFile(String),
 }
 
-fn expects_continue(session: &ServerSession) -> bool {
-    session
-        .req_header()
-        .headers
-        .get(http::header::EXPECT)
-        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"))
-}
-
 /// Decides how the body will be sent; a chunked body is read and de-chunked completely
 /// first (uWSGI needs `CONTENT_LENGTH`), in memory up to `buffer_size`, then in a file.
 pub async fn prepare_body(
@@ -105,7 +98,7 @@ pub async fn prepare_body(
         let len = crate::text::content_length(headers).unwrap_or(0);
         return Ok(RequestBody::Streaming(len));
     }
-    if expects_continue(session) {
+    if expects_continue(headers) {
         let _ = session.write_continue_response().await;
     }
     let mut memory = BytesMut::new();
@@ -260,8 +253,9 @@ struct Failure {
     health: bool,
 }
 
-fn upstream_label(addr: &BackendAddr) -> String {
-    format!("uwsgi://{addr}")
+/// How the error log names an upstream (a pool or one of its servers), as nginx does.
+pub fn upstream_label(name: impl std::fmt::Display) -> String {
+    format!("uwsgi://{name}")
 }
 
 /// Forwards one request through `upstream` and relays the answer.
@@ -309,7 +303,7 @@ pub async fn forward(session: &mut ServerSession, upstream: &Upstream, exchange:
                             cfg.name,
                             show_duration(cfg.fail_timeout)
                         ),
-                        upstream: Some(format!("uwsgi://{}", cfg.name)),
+                        upstream: Some(upstream_label(&cfg.name)),
                     });
                 }
                 return failed(last_status, notes, addrs, started);
@@ -413,7 +407,7 @@ async fn connect(addr: &BackendAddr, timeout: Duration) -> Result<Conn, Failure>
 fn connect_failure(addr: &BackendAddr, e: &io::Error) -> Failure {
     let errno = e.raw_os_error().map(Errno::from_raw);
     let code = e.raw_os_error().unwrap_or(0);
-    let text = errno.map_or_else(|| e.to_string(), |n| n.desc().to_string());
+    let text = errno_text(e);
     let hint = match errno {
         Some(Errno::ENOENT) => " (is uWSGI running? its `socket` option must name this path)".to_string(),
         Some(Errno::ECONNREFUSED) => match addr {
@@ -635,7 +629,7 @@ async fn send_request(
             }
         }
         RequestBody::Streaming(_) => {
-            if expects_continue(session) {
+            if expects_continue(&session.req_header().headers) {
                 let _ = session.write_continue_response().await;
             }
             loop {
@@ -884,13 +878,7 @@ async fn relay_body(
             Ok(Ok(_)) => {}
             // uWSGI resets the connection after answering without reading the body
             Ok(Err(e)) if early && framing == Framing::UntilClose && is_peer_gone(&e) => return Ok(()),
-            Ok(Err(e)) => {
-                return Err(broken(format!(
-                    "recv() failed ({}: {}) while reading upstream",
-                    e.raw_os_error().unwrap_or(0),
-                    errno_text(&e)
-                )))
-            }
+            Ok(Err(e)) => return Err(broken(io_failure("recv()", "reading upstream", &e).message)),
             Err(_) => return Err(broken("upstream timed out (110: Connection timed out) while reading upstream".into())),
         }
     }

@@ -151,7 +151,8 @@ where
         push_param(&mut w, p, vars);
     }
 
-    let mut largest = LargestHeader::default();
+    // the largest header var, named only if the block is refused
+    let mut largest: (&[u8], usize) = (b"", 0);
     let mut key = Vec::with_capacity(64);
     for (i, (name, value)) in headers().enumerate() {
         if !forwardable(name, req.body_was_chunked)
@@ -174,20 +175,35 @@ where
             },
             false,
         );
-        if size > largest.size {
-            largest = LargestHeader { var: String::from_utf8_lossy(&key).into_owned(), size };
+        if size > largest.1 {
+            largest = (name, size);
         }
     }
     let size = w.vars_len();
     if size > MAX_VARS {
         // checked first: the protocol limit is the harder one to fix
-        return Err(EncodeError::TooBig { size, largest });
+        return Err(EncodeError::TooBig { size, largest: largest_header(largest) });
     }
     if size > opts.buffer_size {
-        return Err(EncodeError::OverBufferSize { size, buffer_size: opts.buffer_size, largest });
+        return Err(EncodeError::OverBufferSize {
+            size,
+            buffer_size: opts.buffer_size,
+            largest: largest_header(largest),
+        });
     }
-    w.finish(opts.modifier1, opts.modifier2)
-        .map_err(|PacketError::TooBig { size }| EncodeError::TooBig { size, largest })
+    w.finish(opts.modifier1, opts.modifier2).map_err(|PacketError::TooBig { size }| EncodeError::TooBig {
+        size,
+        largest: largest_header(largest),
+    })
+}
+
+fn largest_header((name, size): (&[u8], usize)) -> LargestHeader {
+    if size == 0 {
+        return LargestHeader::default();
+    }
+    let mut var = Vec::new();
+    header_var_name(name, &mut var);
+    LargestHeader { var: String::from_utf8_lossy(&var).into_owned(), size }
 }
 
 fn push_param(w: &mut PacketWriter, p: &Param, vars: &dyn VarSource) {
@@ -195,23 +211,12 @@ fn push_param(w: &mut PacketWriter, p: &Param, vars: &dyn VarSource) {
 }
 
 fn push_stock(w: &mut PacketWriter, name: &'static str, req: &CgiRequest) {
-    use std::io::Write;
     let key = name.as_bytes();
     match name {
         "QUERY_STRING" => w.push(key, req.query),
         "REQUEST_METHOD" => w.push(key, req.method),
         "CONTENT_TYPE" => w.push(key, req.content_type.map_or(&b""[..], trim_ows)),
-        "CONTENT_LENGTH" => {
-            w.push_with(
-                key,
-                |out| {
-                    if let Some(len) = req.content_length {
-                        let _ = write!(out, "{len}");
-                    }
-                },
-                false,
-            );
-        }
+        "CONTENT_LENGTH" => push_shown(w, key, req.content_length),
         "REQUEST_URI" => w.push(key, req.request_uri),
         "PATH_INFO" => w.push(key, req.path_info),
         "DOCUMENT_ROOT" => w.push(key, req.document_root),
@@ -222,33 +227,25 @@ fn push_stock(w: &mut PacketWriter, name: &'static str, req: &CgiRequest) {
                 w.push(key, b"on");
             }
         }
-        "REMOTE_ADDR" => {
-            w.push_with(
-                key,
-                |out| {
-                    if let Some(r) = req.remote {
-                        let _ = write!(out, "{}", r.ip());
-                    }
-                },
-                false,
-            );
-        }
-        "REMOTE_PORT" => {
-            w.push_with(
-                key,
-                |out| {
-                    if let Some(r) = req.remote {
-                        let _ = write!(out, "{}", r.port());
-                    }
-                },
-                false,
-            );
-        }
-        "SERVER_PORT" => {
-            w.push_with(key, |out| drop(write!(out, "{}", req.server_port)), false);
-        }
+        "REMOTE_ADDR" => push_shown(w, key, req.remote.map(|r| r.ip())),
+        "REMOTE_PORT" => push_shown(w, key, req.remote.map(|r| r.port())),
+        "SERVER_PORT" => push_shown(w, key, Some(req.server_port)),
         _ => w.push(key, req.server_name),
     }
+}
+
+/// A var written with `Display`, empty when there is no value (nginx sends those empty).
+fn push_shown(w: &mut PacketWriter, key: &[u8], value: Option<impl fmt::Display>) {
+    use std::io::Write;
+    w.push_with(
+        key,
+        |out| {
+            if let Some(v) = value {
+                let _ = write!(out, "{v}");
+            }
+        },
+        false,
+    );
 }
 
 /// Whether a request header may become an `HTTP_*` var.
