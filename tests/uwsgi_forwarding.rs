@@ -17,7 +17,7 @@ use common::uwsgi::Uwsgi;
 use common::{Portico, Response, TempDir};
 
 const SITE: &str = r#"
-log_format.up = "$status $upstream_addr $upstream_status $upstream_response_time \"$request\""
+log_format.up = "$status $upstream_addr $upstream_status $upstream_response_time $bytes_sent $body_bytes_sent \"$request\""
 
 [upstream.pair]
 servers = ["unix:{dir}/dead.sock", "unix:{dir}/app.sock"]
@@ -490,14 +490,21 @@ fn uwsgi_restart_under_load_fails_fast_then_recovers() {
 #[test]
 fn access_log_has_upstream_fields() {
     let s = stack();
-    s.portico.get("/echo?x=1");
+    // everything the client receives, to hold $bytes_sent against
+    let mut c = TcpStream::connect(s.portico.addr).unwrap();
+    c.write_all(b"GET /echo?x=1 HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").unwrap();
+    let mut wire = Vec::new();
+    c.read_to_end(&mut wire).unwrap();
+    let head_len = wire.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
     let log = s.portico.wait_for_log(&s.portico.dir.path().join("access.log"), "/echo?x=1");
     let line = log.lines().find(|l| l.contains("/echo?x=1")).unwrap();
-    let f: Vec<&str> = line.splitn(5, ' ').collect();
+    let f: Vec<&str> = line.splitn(7, ' ').collect();
     assert_eq!(f[0], "200");
     assert_eq!(f[1], format!("unix:{}", s.uwsgi.socket.display()));
     assert_eq!(f[2], "200");
     assert!(f[3].contains('.') && f[3].parse::<f64>().is_ok(), "{line}");
+    assert_eq!(f[4], wire.len().to_string(), "$bytes_sent is what the client got: {line}");
+    assert_eq!(f[5], (wire.len() - head_len).to_string(), "{line}");
 }
 
 /// The seed's "Permission denied": a 0600 socket owned by another user.

@@ -18,7 +18,7 @@ use tokio::net::{TcpStream, UnixStream};
 use tokio::sync::Notify;
 
 use crate::log::{Level, Note};
-use crate::text::expects_continue;
+use crate::text::{expects_continue, header_lines_len};
 
 use super::codec::chunked::ChunkedDecoder;
 use super::codec::response::{parse_head, Framing, ResponseHead};
@@ -225,7 +225,7 @@ pub struct Forwarded {
 /// A response that went to the client.
 pub struct Relayed {
     pub status: u16,
-    /// Size of the response head sent (pingora adds `Date` and `Connection`, estimated).
+    /// Size of the response head sent, as pingora wrote it.
     pub head_bytes: u64,
     pub body_bytes: u64,
     /// False when the relay broke off: the connection must be closed, not finished (a
@@ -550,13 +550,9 @@ async fn exchange_with(
     if !request_consumed {
         session.set_keepalive(None);
     }
-    let mut wire = BytesMut::new();
-    header.header_to_h1_wire(&mut wire);
-    // status line, Date and Connection lines, blank line
-    let head_bytes = wire.len() as u64 + 17 + 37 + 24 + 2;
     let mut relayed = Relayed {
         status: head.status,
-        head_bytes,
+        head_bytes: 0,
         body_bytes: 0,
         complete: true,
         request_consumed,
@@ -572,6 +568,7 @@ async fn exchange_with(
         relayed.complete = false;
         return Ok((relayed, notes));
     }
+    relayed.head_bytes = session.response_written().map_or(0, wire_size);
     let _ = resp.split_to(head.head_len);
     let body_result = relay_body(
         session,
@@ -813,6 +810,12 @@ fn client_head(
         h.append_header(name.clone(), value.clone())?;
     }
     Ok(h)
+}
+
+/// The size of a response head on the wire: status line, header lines, blank line.
+fn wire_size(h: &ResponseHeader) -> u64 {
+    let status_line = "HTTP/1.1 200 \r\n".len() + h.get_reason_phrase().map_or(0, str::len);
+    (status_line + header_lines_len(&h.headers) + 2) as u64
 }
 
 async fn relay_body(
