@@ -49,7 +49,7 @@ client_body_buffer_size = "16k"
 [[server.location]]
 match = "/"
 uwsgi_pass = "unix:{dir}/app.sock"
-uwsgi_param = { X_APP = "portico-test", X_OPTIONAL = { value = "$http_x_optional", if_not_empty = true } }
+uwsgi_param = { X_APP = "portico-test", X_REQUEST_URI = "$request_uri", X_OPTIONAL = { value = "$http_x_optional", if_not_empty = true } }
 
 [[server.location]]
 match = "/missing/"
@@ -138,6 +138,7 @@ fn the_app_receives_nginx_vars() {
         ("HTTP_X_DUP", "one, two"),
         ("HTTP_USER_AGENT", "test/1"),
         ("X_APP", "portico-test"),
+        ("X_REQUEST_URI", "/echo/x%20y?a=1&b=%20"),
     ] {
         assert_eq!(env(&v, k), Some(want), "{k} in {v}");
     }
@@ -150,6 +151,18 @@ fn the_app_receives_nginx_vars() {
     let v = json(&r);
     assert_eq!(env(&v, "SERVER_PROTOCOL"), Some("HTTP/1.0"));
     assert_eq!(env(&v, "X_OPTIONAL"), Some("set"));
+}
+
+#[test]
+fn absolute_form_targets_are_reduced_to_path_and_query() {
+    let s = stack();
+    let r = s.portico.request("GET http://localhost/echo/abs?q=1 HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    let v = json(&r);
+    // nginx: both REQUEST_URI and $request_uri are the path and query, without scheme and host
+    assert_eq!(env(&v, "REQUEST_URI"), Some("/echo/abs?q=1"), "{v}");
+    assert_eq!(env(&v, "X_REQUEST_URI"), Some("/echo/abs?q=1"), "{v}");
+    assert_eq!(env(&v, "PATH_INFO"), Some("/echo/abs"), "{v}");
+    assert_eq!(env(&v, "QUERY_STRING"), Some("q=1"), "{v}");
 }
 
 #[test]

@@ -229,6 +229,7 @@ impl App {
             method: method.clone(),
             version,
             raw_target,
+            request_uri: Vec::new(),
             query: None,
             uri: Vec::new(),
             host: String::new(),
@@ -265,6 +266,23 @@ impl App {
         host: Option<Result<String, crate::routing::servers::InvalidHost>>,
         notes: &mut Vec<Note>,
     ) -> Result<(), u16> {
+        // the target before the Host header, in the order nginx reads them
+        let target = split_target(&info.raw_target).map_err(|e| {
+            notes.push(Note::new(Level::Info, format!("client sent invalid request: {e}")));
+            400u16
+        })?;
+        info.query = target.query.map(<[u8]>::to_vec);
+        info.request_uri = target.raw_path.to_vec();
+        if let Some(q) = target.query {
+            info.request_uri.push(b'?');
+            info.request_uri.extend_from_slice(q);
+        }
+        let mut uri = Vec::new();
+        normalize_path(target.raw_path, &mut uri).map_err(|e| {
+            notes.push(Note::new(Level::Info, format!("client sent invalid request: {e}")));
+            400u16
+        })?;
+        info.uri = uri;
         match host {
             Some(Ok(h)) => info.host = h,
             Some(Err(e)) => {
@@ -286,17 +304,6 @@ impl App {
             }
             None => info.host = site.name.clone(),
         }
-        let target = split_target(&info.raw_target).map_err(|e| {
-            notes.push(Note::new(Level::Info, format!("client sent invalid request: {e}")));
-            400u16
-        })?;
-        info.query = target.query.map(<[u8]>::to_vec);
-        let mut uri = Vec::new();
-        normalize_path(target.raw_path, &mut uri).map_err(|e| {
-            notes.push(Note::new(Level::Info, format!("client sent invalid request: {e}")));
-            400u16
-        })?;
-        info.uri = uri;
         let max = site.connection.client_max_body_size;
         if max > 0 {
             let length = crate::text::content_length(&session.req_header().headers);
@@ -547,17 +554,10 @@ impl App {
         };
         let encoded = {
             let headers = &session.req_header().headers;
-            let target =
-                split_target(&info.raw_target).unwrap_or(crate::uri::Target { raw_path: b"/", query: None });
-            let mut request_uri = target.raw_path.to_vec();
-            if let Some(q) = target.query {
-                request_uri.push(b'?');
-                request_uri.extend_from_slice(q);
-            }
             let cgi = CgiRequest {
                 method: info.method.as_str().as_bytes(),
-                request_uri: &request_uri,
-                query: target.query.unwrap_or(b""),
+                request_uri: &info.request_uri,
+                query: info.query.as_deref().unwrap_or(b""),
                 path_info: &info.uri,
                 document_root: &info.document_root,
                 protocol: version_str(info.version).as_bytes(),

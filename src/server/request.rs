@@ -20,8 +20,11 @@ pub struct RequestInfo {
     pub started: Instant,
     pub method: Method,
     pub version: Version,
-    /// The request target as sent (`$request_uri`).
+    /// The request target as sent (in `$request`).
     pub raw_target: Vec<u8>,
+    /// `$request_uri` and uwsgi's `REQUEST_URI`: the target's raw path and query, an
+    /// absolute-form target reduced to them as nginx does; empty until the target parsed.
+    pub request_uri: Vec<u8>,
     /// Raw query after the first `?` (`$args`).
     pub query: Option<Vec<u8>>,
     /// The current normalised URI (`$uri`); internal redirects change it.
@@ -97,7 +100,7 @@ impl VarSource for Vars<'_> {
         match var {
             Var::Request => req.write_request_line(out),
             Var::RequestMethod => out.extend_from_slice(req.method.as_str().as_bytes()),
-            Var::RequestUri => out.extend_from_slice(&req.raw_target),
+            Var::RequestUri => out.extend_from_slice(&req.request_uri),
             Var::Uri => out.extend_from_slice(&req.uri),
             Var::Args => match &req.query {
                 Some(q) => out.extend_from_slice(q),
