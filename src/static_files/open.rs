@@ -101,17 +101,20 @@ fn base_dir(base: &[u8]) -> nix::Result<Rc<OwnedFd>> {
     Ok(fd)
 }
 
+/// Opens `path` with `flags`: the base itself, or the request part beneath it by `policy`.
+fn open_beneath(path: &MappedPath, flags: OFlag, policy: SymlinkPolicy) -> nix::Result<OwnedFd> {
+    if path.rel.is_empty() {
+        return open_base(path.base, flags);
+    }
+    let dir = base_dir(path.base)?;
+    openat2(dir.as_fd(), path.beneath(), OpenHow::new().flags(flags).resolve(resolve_flags(policy)))
+}
+
 /// Opens `path` for reading. Directories are reported, not opened; non-regular files fail.
 pub fn open_file(path: &MappedPath, policy: SymlinkPolicy) -> Result<Opened, OpenFailure> {
     // O_NONBLOCK: opening a FIFO must not hang the worker
     let flags = OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC;
-    let fd = if path.rel.is_empty() {
-        open_base(&path.base, flags).map_err(|e| failure(path, e, policy))?
-    } else {
-        let dir = base_dir(&path.base).map_err(|e| failure(path, e, policy))?;
-        let how = OpenHow::new().flags(flags).resolve(resolve_flags(policy));
-        openat2(dir.as_fd(), path.beneath(), how).map_err(|e| failure(path, e, policy))?
-    };
+    let fd = open_beneath(path, flags, policy).map_err(|e| failure(path, e, policy))?;
     let file = File::from(fd);
     let meta = file
         .metadata()
@@ -131,15 +134,7 @@ pub fn open_file(path: &MappedPath, policy: SymlinkPolicy) -> Result<Opened, Ope
 /// Whether `path` exists as a regular file (or as a directory when `dir`), for
 /// `try_files`. Follows the same policy as [`open_file`].
 pub fn exists(path: &MappedPath, dir: bool, policy: SymlinkPolicy) -> bool {
-    let flags = OFlag::O_PATH | OFlag::O_CLOEXEC;
-    let fd = if path.rel.is_empty() {
-        open_base(&path.base, flags)
-    } else {
-        base_dir(&path.base).and_then(|d| {
-            openat2(d.as_fd(), path.beneath(), OpenHow::new().flags(flags).resolve(resolve_flags(policy)))
-        })
-    };
-    let Ok(fd) = fd else {
+    let Ok(fd) = open_beneath(path, OFlag::O_PATH | OFlag::O_CLOEXEC, policy) else {
         return false;
     };
     match nix::sys::stat::fstat(fd.as_fd()) {
@@ -185,7 +180,7 @@ fn failure(path: &MappedPath, errno: Errno, policy: SymlinkPolicy) -> OpenFailur
             log_message: format!(
                 "open() \"{}\" refused: it resolves outside \"{}\" (symlinks = \"{}\"; set symlinks = \"follow\" on this location to allow it)",
                 show(&path.full()),
-                show(&path.base),
+                show(path.base),
                 policy_name(policy)
             ),
         },

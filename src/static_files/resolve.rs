@@ -36,18 +36,18 @@ pub enum Mapping {
     Unmapped,
 }
 
-/// A file location: `base` (trusted, from the configuration) and `rel` (from the request:
-/// empty for the base itself, otherwise starting with `/`).
+/// A file location: `base` (trusted, borrowed from the configuration) and `rel` (from the
+/// request: empty for the base itself, otherwise starting with `/`).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct MappedPath {
-    pub base: Vec<u8>,
+pub struct MappedPath<'c> {
+    pub base: &'c [u8],
     pub rel: Vec<u8>,
 }
 
-impl MappedPath {
+impl MappedPath<'_> {
     /// The full path, for log lines and messages.
     pub fn full(&self) -> Vec<u8> {
-        let mut p = self.base.clone();
+        let mut p = self.base.to_vec();
         p.extend_from_slice(&self.rel);
         p
     }
@@ -89,9 +89,7 @@ impl Mapping {
             return match prefix {
                 Some(prefix) => {
                     let dir = path.ends_with(b"/");
-                    while path.len() > 1 && path.ends_with(b"/") {
-                        path.pop();
-                    }
+                    trim_trailing_slashes(&mut path);
                     Mapping::AliasPrefix { prefix_len: prefix.len(), base: path, dir }
                 }
                 None => Mapping::AliasFixed(path),
@@ -100,9 +98,7 @@ impl Mapping {
         match root {
             Some(root) => {
                 let mut root = root.to_vec();
-                while root.len() > 1 && root.ends_with(b"/") {
-                    root.pop();
-                }
+                trim_trailing_slashes(&mut root);
                 Mapping::Root(root)
             }
             None => Mapping::Unmapped,
@@ -120,10 +116,10 @@ impl Mapping {
     }
 
     /// Maps a normalised `uri` (with the location's `captures`, for regex aliases).
-    pub fn map(&self, uri: &[u8], vars: &dyn VarSource) -> Result<MappedPath, Unmappable> {
+    pub fn map(&self, uri: &[u8], vars: &dyn VarSource) -> Result<MappedPath<'_>, Unmappable> {
         let mapped = match self {
             Mapping::Unmapped => return Err(Unmappable::NoRoot),
-            Mapping::Root(root) => MappedPath { base: root.clone(), rel: uri.to_vec() },
+            Mapping::Root(root) => MappedPath { base: root, rel: uri.to_vec() },
             Mapping::AliasPrefix { prefix_len, base, dir } => {
                 let rest = uri.get(*prefix_len..).unwrap_or(b"");
                 let mut rel = Vec::with_capacity(rest.len() + 1);
@@ -135,20 +131,27 @@ impl Mapping {
                     // `/robots.txtX` against `alias .../robots.txt`: a sibling, not inside
                     return Err(Unmappable::Outside);
                 }
-                MappedPath { base: base.clone(), rel }
+                MappedPath { base, rel }
             }
             Mapping::AliasTemplate { base, template } => {
                 let mut full = Vec::new();
                 template.render(vars, Escape::None, &mut full);
                 let rel = full.split_off(base.len().min(full.len()));
-                MappedPath { base: base.clone(), rel }
+                MappedPath { base, rel }
             }
-            Mapping::AliasFixed(path) => MappedPath { base: path.clone(), rel: Vec::new() },
+            Mapping::AliasFixed(path) => MappedPath { base: path, rel: Vec::new() },
         };
         if has_dot_segment(&mapped.rel) || mapped.rel.contains(&0) {
             return Err(Unmappable::Outside);
         }
         Ok(mapped)
+    }
+}
+
+/// `/srv/static/` → `/srv/static` (`/` stays `/`).
+fn trim_trailing_slashes(path: &mut Vec<u8>) {
+    while path.len() > 1 && path.ends_with(b"/") {
+        path.pop();
     }
 }
 
@@ -202,7 +205,7 @@ mod tests {
 
     fn map(m: &Mapping, uri: &str) -> Result<(String, String), Unmappable> {
         m.map(uri.as_bytes(), &NoVars)
-            .map(|p| (String::from_utf8(p.base).unwrap(), String::from_utf8(p.rel).unwrap()))
+            .map(|p| (String::from_utf8(p.base.to_vec()).unwrap(), String::from_utf8(p.rel).unwrap()))
     }
 
     fn ok(base: &str, rel: &str) -> Result<(String, String), Unmappable> {
@@ -264,9 +267,9 @@ mod tests {
 
     #[test]
     fn beneath_is_relative() {
-        let p = MappedPath { base: b"/b".to_vec(), rel: b"//x/y".to_vec() };
+        let p = MappedPath { base: b"/b", rel: b"//x/y".to_vec() };
         assert_eq!(p.beneath(), b"x/y");
-        let p = MappedPath { base: b"/b".to_vec(), rel: b"/".to_vec() };
+        let p = MappedPath { base: b"/b", rel: b"/".to_vec() };
         assert_eq!(p.beneath(), b".");
         assert_eq!(p.full(), b"/b/");
     }
