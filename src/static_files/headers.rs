@@ -250,7 +250,11 @@ fn parse_ranges(spec: &[u8], size: u64) -> RangeDecision {
             *p += 1;
         }
     };
+    // one or more digits
     let number = |p: &mut usize| -> Option<u64> {
+        if !at(*p).is_ascii_digit() {
+            return None;
+        }
         let mut n: u64 = 0;
         while at(*p).is_ascii_digit() {
             n = n.checked_mul(10)?.checked_add(u64::from(at(*p) - b'0'))?;
@@ -258,13 +262,23 @@ fn parse_ranges(spec: &[u8], size: u64) -> RangeDecision {
         }
         Some(n)
     };
+    // a number that ends a range: only spaces may follow it before `,` or the end
+    let last_number = |p: &mut usize| -> Option<u64> {
+        let n = number(p)?;
+        skip_spaces(p);
+        matches!(at(*p), b',' | 0).then_some(n)
+    };
     loop {
         skip_spaces(&mut p);
         let (start, end);
-        if at(p) != b'-' {
-            if !at(p).is_ascii_digit() {
+        if at(p) == b'-' {
+            p += 1;
+            let Some(suffix) = last_number(&mut p) else {
                 return RangeDecision::Unsatisfiable;
-            }
+            };
+            start = size.saturating_sub(suffix);
+            end = size;
+        } else {
             let Some(s) = number(&mut p) else {
                 return RangeDecision::Unsatisfiable;
             };
@@ -274,37 +288,19 @@ fn parse_ranges(spec: &[u8], size: u64) -> RangeDecision {
             }
             p += 1;
             skip_spaces(&mut p);
-            if at(p) == b',' || at(p) == 0 {
-                start = s;
-                end = size;
+            start = s;
+            end = if matches!(at(p), b',' | 0) {
+                size
             } else {
-                if !at(p).is_ascii_digit() {
-                    return RangeDecision::Unsatisfiable;
-                }
-                let Some(e) = number(&mut p) else {
+                let Some(e) = last_number(&mut p) else {
                     return RangeDecision::Unsatisfiable;
                 };
-                skip_spaces(&mut p);
-                if at(p) != b',' && at(p) != 0 {
-                    return RangeDecision::Unsatisfiable;
+                if e >= size {
+                    size
+                } else {
+                    e + 1
                 }
-                start = s;
-                end = if e >= size { size } else { e + 1 };
-            }
-        } else {
-            p += 1;
-            if !at(p).is_ascii_digit() {
-                return RangeDecision::Unsatisfiable;
-            }
-            let Some(suffix) = number(&mut p) else {
-                return RangeDecision::Unsatisfiable;
             };
-            skip_spaces(&mut p);
-            if at(p) != b',' && at(p) != 0 {
-                return RangeDecision::Unsatisfiable;
-            }
-            start = size.saturating_sub(suffix);
-            end = size;
         }
         if start < end {
             ranges.push(ByteRange { start, end });

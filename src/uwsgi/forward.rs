@@ -509,6 +509,9 @@ fn timed_out(action: &str) -> Failure {
     }
 }
 
+/// What nginx's log lines say the relay was doing while the request went out.
+const SENDING: &str = "sending request to upstream";
+
 /// How sending the request ended.
 enum Sent {
     /// Packet and body written.
@@ -594,7 +597,6 @@ async fn send_request(
     exchange: &Exchange<'_>,
     cfg: &UpstreamConfig,
 ) -> Result<Sent, Failure> {
-    let action = "sending request to upstream";
     if !write_watching(conn, exchange.packet, resp, cfg.send_timeout).await? {
         return Ok(Sent::Early);
     }
@@ -634,15 +636,10 @@ async fn send_request(
                     biased;
                     r = conn.readable() => {
                         // uWSGI talks (or hangs up) before it has the whole body
-                        if let Err(e) = r {
-                            return Err(io_failure("recv()", action, &e));
+                        if spoke_early(conn, resp, r)? {
+                            return Ok(Sent::Early);
                         }
-                        match conn.try_read_buf(resp) {
-                            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                            Ok(_) => return Ok(Sent::Early),
-                            Err(e) if is_peer_gone(&e) => return Ok(Sent::Early),
-                            Err(e) => return Err(io_failure("recv()", action, &e)),
-                        }
+                        continue;
                     }
                     c = session.read_request_body() => c,
                 };
@@ -682,7 +679,6 @@ async fn write_watching(
     resp: &mut BytesMut,
     timeout: Duration,
 ) -> Result<bool, Failure> {
-    let action = "sending request to upstream";
     loop {
         match conn.try_write(data) {
             Ok(n) => {
@@ -694,27 +690,34 @@ async fn write_watching(
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
             Err(e) if is_peer_gone(&e) => return Ok(false),
-            Err(e) => return Err(io_failure("writev()", action, &e)),
+            Err(e) => return Err(io_failure("writev()", SENDING, &e)),
         }
         tokio::select! {
             r = conn.writable() => {
                 if let Err(e) = r {
-                    return Err(io_failure("writev()", action, &e));
+                    return Err(io_failure("writev()", SENDING, &e));
                 }
             }
             r = conn.readable() => {
-                if let Err(e) = r {
-                    return Err(io_failure("recv()", action, &e));
-                }
-                match conn.try_read_buf(resp) {
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                    Ok(_) => return Ok(false),
-                    Err(e) if is_peer_gone(&e) => return Ok(false),
-                    Err(e) => return Err(io_failure("recv()", action, &e)),
+                if spoke_early(conn, resp, r)? {
+                    return Ok(false);
                 }
             }
-            _ = tokio::time::sleep(timeout) => return Err(timed_out(action)),
+            _ = tokio::time::sleep(timeout) => return Err(timed_out(SENDING)),
         }
+    }
+}
+
+/// After the backend's socket turned readable while the request was still going out:
+/// whether uWSGI answered or hung up (its bytes are kept in `resp`), or the wake-up was
+/// spurious.
+fn spoke_early(conn: &Conn, resp: &mut BytesMut, ready: io::Result<()>) -> Result<bool, Failure> {
+    ready.map_err(|e| io_failure("recv()", SENDING, &e))?;
+    match conn.try_read_buf(resp) {
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(false),
+        Ok(_) => Ok(true),
+        Err(e) if is_peer_gone(&e) => Ok(true),
+        Err(e) => Err(io_failure("recv()", SENDING, &e)),
     }
 }
 
