@@ -73,6 +73,17 @@ impl<'a, 'i> Section<'a, 'i> {
         }
     }
 
+    /// Reads `key`; `default` when it is absent or wrong (the error is reported).
+    pub fn get_or<T: DeserializeOwned>(
+        &mut self,
+        key: &'static str,
+        example: &str,
+        default: T,
+        diags: &mut Diagnostics,
+    ) -> T {
+        self.get(key, example, diags).map_or(default, Spanned::into_inner)
+    }
+
     /// Reads `key` as a duration that may not be zero; `default` when absent or wrong.
     pub fn duration(
         &mut self,

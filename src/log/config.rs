@@ -74,13 +74,12 @@ impl LogConfig {
             Some(v) => path_target(v.get_ref(), v.span(), diags).unwrap_or(Target::Stderr),
             None => base.error.clone(),
         };
-        let error_level = s
-            .get(
-                "error_log_level",
-                "error_log_level = \"error\"   # emerg alert crit error warn notice info debug",
-                diags,
-            )
-            .map_or(base.error_level, |v| v.into_inner());
+        let error_level = s.get_or(
+            "error_log_level",
+            "error_log_level = \"error\"   # emerg alert crit error warn notice info debug",
+            base.error_level,
+            diags,
+        );
         LogConfig { access, error, error_level }
     }
 

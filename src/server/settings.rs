@@ -86,9 +86,12 @@ impl ConnectionSettings {
                 base.keepalive_timeout,
                 diags,
             ),
-            keepalive_requests: s
-                .get("keepalive_requests", "keepalive_requests = 1000", diags)
-                .map_or(base.keepalive_requests, |v| v.into_inner()),
+            keepalive_requests: s.get_or(
+                "keepalive_requests",
+                "keepalive_requests = 1000",
+                base.keepalive_requests,
+                diags,
+            ),
             send_timeout: s.duration("send_timeout", "send_timeout = \"60s\"", base.send_timeout, diags),
             client_header_timeout: s.duration(
                 "client_header_timeout",

@@ -66,15 +66,19 @@ fn read_inheritable(s: &mut Section, base: &FileDefaults, diags: &mut Diagnostic
     FileDefaults {
         root,
         index,
-        symlinks: s
-            .get("symlinks", "symlinks = \"inside\"   # or \"follow\", \"deny\"", diags)
-            .map_or(base.symlinks, |v| v.into_inner()),
-        hidden_files: s
-            .get("hidden_files", "hidden_files = \"deny\"   # or \"allow\"", diags)
-            .map_or(base.hidden_files, |v| v.into_inner()),
-        log_not_found: s
-            .get("log_not_found", "log_not_found = false", diags)
-            .map_or(base.log_not_found, |v| v.into_inner()),
+        symlinks: s.get_or(
+            "symlinks",
+            "symlinks = \"inside\"   # or \"follow\", \"deny\"",
+            base.symlinks,
+            diags,
+        ),
+        hidden_files: s.get_or(
+            "hidden_files",
+            "hidden_files = \"deny\"   # or \"allow\"",
+            base.hidden_files,
+            diags,
+        ),
+        log_not_found: s.get_or("log_not_found", "log_not_found = false", base.log_not_found, diags),
     }
 }
 
