@@ -6,6 +6,7 @@
 
 pub mod config;
 pub mod error_pages;
+pub mod http1;
 pub mod log;
 pub mod response;
 pub mod routing;

@@ -3,15 +3,14 @@
 //! Encoding the head to HTTP/1.1 bytes is pure; sending it is the server's job.
 
 use std::borrow::Cow;
-use std::fmt::{Display, Write as _};
+use std::fmt::Display;
 use std::fs::File;
+use std::io::Write as _;
 use std::time::{Duration, UNIX_EPOCH};
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 
-/// What Portico calls itself in `Server:` and on error pages (no version, on purpose:
-/// like nginx's `server_tokens off`).
-pub const SERVER_NAME: &str = "portico";
+use crate::http1::response_head::{self, reason, SERVER_NAME};
 
 /// A response head without the per-connection headers (`Date`, `Connection`), which are
 /// added when it is encoded.
@@ -26,7 +25,7 @@ pub struct Head {
     pub location: Option<String>,
     /// Everything else, after `Connection`, already encoded as `Name: value\r\n` lines
     /// (written in place: no allocation per header).
-    extra: BytesMut,
+    extra: Vec<u8>,
 }
 
 impl Head {
@@ -44,22 +43,9 @@ impl Head {
         self
     }
 
-    /// The headers added with [`Head::header`], as name and value.
-    pub fn extra_headers(&self) -> impl Iterator<Item = (&str, &str)> {
-        std::str::from_utf8(&self.extra).unwrap_or("").split("\r\n").filter_map(|line| line.split_once(": "))
-    }
-
     /// Encodes the head as HTTP/1.1, with `date` and the keep-alive decision.
-    pub fn encode(&self, date: &[u8], keepalive: bool, out: &mut BytesMut) {
-        out.reserve(256);
-        let _ = write!(
-            out,
-            "HTTP/1.1 {} {}\r\nServer: {SERVER_NAME}\r\nDate: ",
-            self.status,
-            reason(self.status)
-        );
-        out.put_slice(date);
-        out.put_slice(b"\r\n");
+    pub fn encode(&self, date: &str, keepalive: bool, out: &mut Vec<u8>) {
+        response_head::start_head(self.status, reason(self.status), None, date, out);
         if let Some(ct) = &self.content_type {
             let _ = write!(out, "Content-Type: {ct}\r\n");
         }
@@ -72,9 +58,9 @@ impl Head {
         if let Some(loc) = &self.location {
             let _ = write!(out, "Location: {loc}\r\n");
         }
-        out.put_slice(if keepalive { b"Connection: keep-alive\r\n" } else { b"Connection: close\r\n" });
-        out.put_slice(&self.extra);
-        out.put_slice(b"\r\n");
+        response_head::connection(keepalive, out);
+        out.extend_from_slice(&self.extra);
+        out.extend_from_slice(b"\r\n");
     }
 }
 
@@ -163,48 +149,6 @@ fn error_page_body(status: u16) -> Bytes {
     ))
 }
 
-/// Reason phrases as nginx writes them.
-pub fn reason(status: u16) -> &'static str {
-    match status {
-        100 => "Continue",
-        200 => "OK",
-        201 => "Created",
-        202 => "Accepted",
-        204 => "No Content",
-        206 => "Partial Content",
-        301 => "Moved Permanently",
-        302 => "Moved Temporarily",
-        303 => "See Other",
-        304 => "Not Modified",
-        307 => "Temporary Redirect",
-        308 => "Permanent Redirect",
-        400 => "Bad Request",
-        401 => "Unauthorized",
-        403 => "Forbidden",
-        404 => "Not Found",
-        405 => "Not Allowed",
-        406 => "Not Acceptable",
-        408 => "Request Time-out",
-        409 => "Conflict",
-        410 => "Gone",
-        411 => "Length Required",
-        412 => "Precondition Failed",
-        413 => "Request Entity Too Large",
-        414 => "Request-URI Too Large",
-        415 => "Unsupported Media Type",
-        416 => "Requested Range Not Satisfiable",
-        429 => "Too Many Requests",
-        431 => "Request Header Fields Too Large",
-        500 => "Internal Server Error",
-        501 => "Not Implemented",
-        502 => "Bad Gateway",
-        503 => "Service Temporarily Unavailable",
-        504 => "Gateway Time-out",
-        505 => "HTTP Version Not Supported",
-        _ => "Unknown",
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -216,8 +160,8 @@ mod tests {
         h.content_length = Some(12);
         h.last_modified = Some(1_700_000_000);
         let h = h.with("ETag", "\"1-c\"").with("Accept-Ranges", "bytes");
-        let mut out = BytesMut::new();
-        h.encode(b"Fri, 27 Nov 2026 02:00:00 GMT", true, &mut out);
+        let mut out = Vec::new();
+        h.encode("Fri, 27 Nov 2026 02:00:00 GMT", true, &mut out);
         assert_eq!(
             std::str::from_utf8(&out).unwrap(),
             "HTTP/1.1 200 OK\r\nServer: portico\r\nDate: Fri, 27 Nov 2026 02:00:00 GMT\r\n\

@@ -26,21 +26,6 @@ pub fn parse_decimal(v: &[u8]) -> Option<u64> {
     std::str::from_utf8(v).ok()?.parse().ok()
 }
 
-/// The request's `Content-Length`, if it has a valid one.
-pub fn content_length(headers: &http::HeaderMap) -> Option<u64> {
-    headers.get(http::header::CONTENT_LENGTH).and_then(|v| parse_decimal(trim_ows(v.as_bytes())))
-}
-
-/// Whether the request asks for `100 Continue` before it sends its body.
-pub fn expects_continue(headers: &http::HeaderMap) -> bool {
-    headers.get(http::header::EXPECT).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"))
-}
-
-/// Bytes the header lines take on the wire, `Name: value\r\n` each.
-pub fn header_lines_len(headers: &http::HeaderMap) -> usize {
-    headers.iter().map(|(k, v)| k.as_str().len() + v.len() + 4).sum()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

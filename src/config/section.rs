@@ -253,7 +253,7 @@ impl<'de> Deserialize<'de> for Size {
     }
 }
 
-fn parse_size(text: &str) -> Option<u64> {
+pub(crate) fn parse_size(text: &str) -> Option<u64> {
     let text = text.trim();
     let (number, factor) = match text.chars().last()? {
         'k' | 'K' => (&text[..text.len() - 1], 1u64 << 10),

@@ -1,5 +1,5 @@
-//! The local time as log lines print it, formatted once per second per thread (as nginx
-//! caches its time strings) rather than once per line.
+//! The time as log lines and the `Date` header print it, formatted once per second per
+//! thread (as nginx caches its time strings) rather than once per line.
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -14,6 +14,8 @@ pub struct TimeStrings {
     pub iso8601: String,
     /// The error log's: `2026/11/27 02:14:11`
     pub error_log: String,
+    /// The `Date` response header's (IMF-fixdate): `Fri, 27 Nov 2026 02:14:11 GMT`
+    pub http_date: String,
 }
 
 /// The current time for one log line.
@@ -47,6 +49,12 @@ pub fn now() -> Now {
     Now { secs, millis: since.subsec_millis(), strings }
 }
 
+/// Calls `f` with the current `Date` header value (a borrowed string, so it is never held
+/// across an await).
+pub fn with_http_date<R>(f: impl FnOnce(&str) -> R) -> R {
+    f(&now().strings.http_date)
+}
+
 fn format_second(secs: i64) -> TimeStrings {
     use chrono::TimeZone;
     let t = chrono::Local.timestamp_opt(secs, 0).single().unwrap_or_else(chrono::Local::now);
@@ -54,6 +62,7 @@ fn format_second(secs: i64) -> TimeStrings {
         time_local: t.format("%d/%b/%Y:%H:%M:%S %z").to_string(),
         iso8601: t.format("%Y-%m-%dT%H:%M:%S%:z").to_string(),
         error_log: t.format("%Y/%m/%d %H:%M:%S").to_string(),
+        http_date: crate::response::http_date(secs).to_string(),
     }
 }
 

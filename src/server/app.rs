@@ -1,47 +1,50 @@
-//! One request's life, in order: read it → pick the server → normalise the URI → pick the
-//! location (with try_files, index and error_page redirects) → serve the file or forward
-//! to uWSGI → log → hand the connection back to pingora for keep-alive.
+//! One connection's life on pingora's lifecycle, and one request's, in order: read the
+//! head → pick the server → normalise the URI → pick the location (with try_files, index
+//! and error_page redirects) → serve the file or forward to uWSGI → log → next request
+//! on the same connection, or close (lingering when the client may still be sending).
 
+use std::borrow::Cow;
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_trait::async_trait;
-use http::{HeaderMap, Method, Version};
-use pingora_core::apps::{HttpPersistentSettings, HttpServerApp, HttpServerOptions, ReusedHttpStream};
-use pingora_core::protocols::http::ServerSession;
+use pingora_core::apps::ServerApp;
+use pingora_core::protocols::l4::stream::Stream as L4Stream;
+use pingora_core::protocols::Stream;
 use pingora_core::server::ShutdownWatch;
+use tokio::time::Instant;
 
 use crate::config::{Location, Site};
 use crate::error_pages::ErrorTarget;
+use crate::http1::connection::{BodyError, Connection, Exchange, Next, Timeouts};
+use crate::http1::request_head::{BodyFraming, Method, Request, Version};
 use crate::log::access::AccessFormat;
 use crate::log::error::{format_line, ErrorContext};
 use crate::log::writer::Sink;
 use crate::log::{Level, Note};
 use crate::response::{closes_connection, Reply};
 use crate::routing::locations::{Captures, LocationId};
-use crate::routing::servers::{normalize_host, ServerTable};
+use crate::routing::servers::{normalize_host, InvalidHost, ServerTable};
 use crate::static_files::serve::{serve, try_files, FileRequest, Outcome};
 use crate::uri::{normalize_path, split_target};
 use crate::uwsgi::codec::request::{encode_request, CgiRequest, EncodeOptions};
-use crate::uwsgi::forward::{
-    forward, prepare_body, upstream_label, BodyError, Exchange, RequestBody, Upstream,
-};
+use crate::uwsgi::forward::{forward, prepare_body, upstream_label, Exchange as UwsgiExchange, Upstream};
 
-use super::request::{version_str, RequestInfo, ResponseInfo, Vars};
-use super::wire::{send_raw_error, send_reply};
+use super::reply::send_reply;
+use super::request::{RequestInfo, ResponseInfo, Vars};
 
 /// nginx stops after this many internal redirects (index, try_files, error_page).
 const MAX_INTERNAL_REDIRECTS: usize = 10;
+/// Longest time spent reading a body nobody wants before giving up on keep-alive.
+const DISCARD_TIME: Duration = Duration::from_secs(5);
+
 thread_local! {
     /// The access-log line being formatted, reused by every request on this thread.
     static LINE: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
-
-/// Longest time spent reading a request body nobody wants before closing (nginx's
-/// `lingering_time`).
-const LINGERING_TIME: Duration = Duration::from_secs(30);
 
 /// A site with its open log sinks.
 pub struct SiteRuntime {
@@ -51,30 +54,20 @@ pub struct SiteRuntime {
     pub error_level: Level,
 }
 
-/// The pingora application: every connection's requests go through here.
+/// The application pingora runs: every connection goes through here.
 pub struct App {
     sites: Vec<SiteRuntime>,
     servers: ServerTable,
     upstreams: Vec<Upstream>,
     next_connection: AtomicU64,
-    options: HttpServerOptions,
-}
-
-/// Per-connection state carried across keep-alive requests.
-struct ConnectionState {
-    id: u64,
-    requests: u64,
-    /// The uwsgi packet buffer, reused by every request on the connection.
-    packet: Vec<u8>,
 }
 
 /// How a request ended for the connection.
-enum Done {
-    /// The response is out: let pingora finish it and decide keep-alive.
-    Finish,
-    /// The response broke off (or never started): close without finishing, so a
-    /// truncated body is never framed as complete.
-    Abort,
+struct Done {
+    /// The connection may carry another request.
+    keep_alive: bool,
+    /// The client may still be sending a body nobody read: close lingering.
+    linger: bool,
 }
 
 /// What the access log says about the backend.
@@ -87,124 +80,138 @@ struct UpstreamFields {
 
 /// What routing decided.
 enum Action {
-    Reply(Reply),
+    /// Send this reply; `sendfile`: the serving location's setting.
+    Reply(Reply, bool),
     /// Forward to the location's uWSGI.
     Forward(LocationId),
 }
 
+/// What one connection knows about itself.
+#[derive(Clone, Copy)]
+struct Peer {
+    id: u64,
+    local: Option<SocketAddr>,
+    remote: Option<SocketAddr>,
+}
+
 impl App {
     pub fn new(sites: Vec<SiteRuntime>, servers: ServerTable, upstreams: Vec<Upstream>) -> App {
-        App {
-            sites,
-            servers,
-            upstreams,
-            next_connection: AtomicU64::new(1),
-            options: HttpServerOptions::default(),
-        }
+        App { sites, servers, upstreams, next_connection: AtomicU64::new(1) }
     }
 }
 
 #[async_trait]
-impl HttpServerApp for App {
-    async fn process_new_http(
-        self: &Arc<Self>,
-        mut session: ServerSession,
-        shutdown: &ShutdownWatch,
-    ) -> Option<ReusedHttpStream> {
-        let mut conn = session
-            .take_connection_user_context()
-            .and_then(|c| c.downcast::<ConnectionState>().ok())
-            .map(|b| *b)
-            .unwrap_or_else(|| ConnectionState {
-                id: self.next_connection.fetch_add(1, Ordering::Relaxed),
-                requests: 0,
-                packet: Vec::new(),
-            });
-        let local = session.server_addr().and_then(|a| a.as_inet()).copied();
-        let remote = session.client_addr().and_then(|a| a.as_inet()).copied();
-        let first_site = &self.sites[local.map_or(0, |l| self.servers.default_for(l))];
-        let settings = &first_site.site.connection;
-        if conn.requests == 0 {
-            // pingora waits 60 s for the first request; nginx's client_header_timeout applies
-            session.set_keepalive(Some(secs(settings.client_header_timeout)));
-        }
-        session.set_read_timeout(Some(settings.client_header_timeout));
-        session.set_write_timeout(Some(settings.send_timeout));
-        session.set_pipelining_enabled(true);
-
-        match session.read_request().await {
-            Ok(true) => {}
-            Ok(false) => return None,
-            Err(e) => {
-                if matches!(e.etype(), pingora_core::ErrorType::InvalidHTTPHeader) {
-                    let date = pingora_core::protocols::http::date::get_cached_date();
-                    send_raw_error(&session, 400, settings.send_timeout, date.as_bytes()).await;
-                    self.log_error(
-                        first_site,
-                        Level::Info,
-                        &format!(
-                            "client sent invalid request: {}",
-                            e.context.as_ref().map_or(String::new(), |c| c.as_str().to_string())
-                        ),
-                        &ErrorContext {
-                            connection: Some(conn.id),
-                            client: remote.map(|r| r.ip().to_string()).as_deref(),
-                            ..ErrorContext::default()
-                        },
-                    );
-                }
-                return None;
-            }
-        }
-        conn.requests += 1;
-
-        // boxed: an idle keep-alive connection waits above with only a pointer to spare,
-        // not the whole (several KiB) state of a request being served
-        let served = Box::pin(self.serve_request(&mut session, &mut conn, local, remote, shutdown)).await;
-        if let Done::Abort = served {
-            return None;
-        }
-        let mut persist = HttpPersistentSettings::for_session(&session);
-        persist.set_user_context(Box::new(conn));
-        // boxed for the same reason as serving: pingora's finish() future is ~3.7 KiB
-        match Box::pin(session.finish()).await {
-            Ok(Some(stream)) => Some(ReusedHttpStream::from_reusable_stream(stream, persist)),
-            _ => None,
-        }
-    }
-
-    fn server_options(&self) -> Option<&HttpServerOptions> {
-        Some(&self.options)
+impl ServerApp for App {
+    async fn process_new(self: &Arc<Self>, stream: Stream, shutdown: &ShutdownWatch) -> Option<Stream> {
+        // the raw fd exists only for a plain socket: sendfile and MSG_MORE need it
+        let fd = stream.as_any().downcast_ref::<L4Stream>().map(AsRawFd::as_raw_fd);
+        let (local, remote) = match stream.get_socket_digest() {
+            Some(d) => (
+                d.local_addr().and_then(|a| a.as_inet()).copied(),
+                d.peer_addr().and_then(|a| a.as_inet()).copied(),
+            ),
+            None => (None, None),
+        };
+        let peer = Peer { id: self.next_connection.fetch_add(1, Ordering::Relaxed), local, remote };
+        self.serve_connection(Connection::new(stream, fd), peer, shutdown.clone()).await;
+        None
     }
 }
 
-fn secs(d: Duration) -> u64 {
-    d.as_secs().max(1)
+/// Resolves once the server is stopping (at once if it is already).
+async fn stopping(watch: &mut ShutdownWatch) {
+    while !*watch.borrow_and_update() {
+        if watch.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
 }
 
 impl App {
-    /// Serves one parsed request and says how the connection goes on.
+    /// Serves the connection's requests until it closes.
+    async fn serve_connection(&self, mut conn: Connection<Stream>, peer: Peer, mut shutdown: ShutdownWatch) {
+        let accepted = Instant::now();
+        let default_site = &self.sites[peer.local.map_or(0, |l| self.servers.default_for(l))];
+        let defaults = &default_site.site.connection;
+        let timeouts =
+            Timeouts { header: defaults.client_header_timeout, keepalive: defaults.keepalive_timeout };
+        let mut keepalive_timeout = defaults.keepalive_timeout;
+        let mut packet = Vec::new();
+        loop {
+            let first = conn.requests == 0;
+            let idle_until =
+                if first { accepted + timeouts.header } else { Instant::now() + keepalive_timeout };
+            let next = tokio::select! {
+                biased;
+                next = conn.next_request(idle_until, &timeouts, &defaults.head_limits, first) => next,
+                _ = stopping(&mut shutdown) => return,
+            };
+            let head = match next {
+                Next::Request(head) => head,
+                Next::Close => return,
+                Next::TimedOut => {
+                    let message = "client timed out (110: Connection timed out) while reading client request headers";
+                    self.refuse(&mut conn, default_site, peer, 408, message).await;
+                    return;
+                }
+                Next::Refuse(e) => {
+                    self.refuse(&mut conn, default_site, peer, e.status, e.reason).await;
+                    return;
+                }
+            };
+            let stopping_now = *shutdown.borrow();
+            let requests = conn.requests;
+            let (req, mut ex) = conn.exchange(&head, defaults.send_timeout, defaults.client_body_timeout);
+            // boxed: an idle keep-alive connection waits above with only a pointer to spare,
+            // not the whole state of a request being served
+            let (done, site_keepalive) =
+                Box::pin(self.serve_request(req, &mut ex, peer, requests, stopping_now, &mut packet)).await;
+            keepalive_timeout = site_keepalive;
+            let after = ex.into_after();
+            match after.filter(|_| done.keep_alive) {
+                Some(after) => conn.finish(head, after),
+                None => {
+                    if done.linger {
+                        conn.linger().await;
+                    }
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Answers a head that could not be read, logs why, and closes.
+    async fn refuse(&self, conn: &mut Connection<Stream>, rt: &SiteRuntime, peer: Peer, status: u16, why: &str) {
+        let client = peer.remote.map(|r| r.ip().to_string());
+        self.log_error(
+            rt,
+            Level::Info,
+            why,
+            &ErrorContext { connection: Some(peer.id), client: client.as_deref(), ..ErrorContext::default() },
+        );
+        let reply = Reply::error(status);
+        let mut bytes = Vec::new();
+        crate::log::clock::with_http_date(|date| reply.head.encode(date, false, &mut bytes));
+        if let crate::response::Body::Bytes(b) = &reply.body {
+            bytes.extend_from_slice(b);
+        }
+        conn.send_and_close(&bytes, rt.site.connection.send_timeout).await;
+    }
+
+    /// Serves one parsed request; says how the connection goes on, and the chosen
+    /// server's keep-alive timeout.
     async fn serve_request(
         &self,
-        session: &mut ServerSession,
-        conn: &mut ConnectionState,
-        local: Option<SocketAddr>,
-        remote: Option<SocketAddr>,
-        shutdown: &ShutdownWatch,
-    ) -> Done {
-        let started = Instant::now();
-        let header = session.req_header();
-        let method = header.method.clone();
-        let version = header.version;
-        let raw_target = header.raw_path().to_vec();
-        let host_raw = header
-            .uri
-            .authority()
-            .map(|a| a.as_str().as_bytes().to_vec())
-            .or_else(|| header.headers.get(http::header::HOST).map(|h| h.as_bytes().to_vec()));
-        let host = host_raw.as_deref().map(normalize_host);
-
-        let site_id = match (&host, local) {
+        req: Request<'_>,
+        ex: &mut Exchange<'_>,
+        peer: Peer,
+        requests: u64,
+        stopping: bool,
+        packet: &mut Vec<u8>,
+    ) -> (Done, Duration) {
+        let started = std::time::Instant::now();
+        let host = req.host().map(normalize_host);
+        let site_id = match (&host, peer.local) {
             (Some(Ok(h)), Some(l)) => self.servers.pick(l, Some(h)),
             (_, Some(l)) => self.servers.default_for(l),
             _ => 0,
@@ -212,122 +219,47 @@ impl App {
         let rt = &self.sites[site_id];
         let site = &rt.site;
         let settings = &site.connection;
+        ex.set_timeouts(settings.send_timeout, settings.client_body_timeout);
 
-        let keepalive_asked = session.get_keepalive().is_some();
-        let keepalive_allowed =
-            keepalive_asked && !*shutdown.borrow() && conn.requests < u64::from(settings.keepalive_requests);
-        // pingora leaves the idle timeout infinite after a request; never re-enable it for
-        // HTTP/1.0 or `Connection: close` requests
-        session.set_keepalive(keepalive_allowed.then(|| secs(settings.keepalive_timeout)));
-        session.set_read_timeout(Some(settings.client_body_timeout));
-        session.set_write_timeout(Some(settings.send_timeout));
-
+        let keep_alive =
+            req.head().keep_alive && !stopping && requests < u64::from(settings.keepalive_requests);
         let mut info = RequestInfo {
-            connection: conn.id,
-            connection_requests: conn.requests,
+            req,
+            connection: peer.id,
+            connection_requests: requests,
             started,
-            method: method.clone(),
-            version,
-            raw_target,
-            request_uri: Vec::new(),
+            method: req.method(),
+            method_name: req.method_name(),
+            request_uri: Cow::Borrowed(&[]),
             query: None,
             uri: Vec::new(),
             host: String::new(),
-            remote,
-            local,
+            remote: peer.remote,
+            local: peer.local,
             captures: Captures::default(),
             document_root: Vec::new(),
         };
         let mut notes: Vec<Note> = Vec::new();
 
-        let action = match self.check_request(session, site, &mut info, host, &mut notes) {
-            Err(status) => Action::Reply(Reply::error(status)),
-            Ok(()) => self.route(site, &mut info, &session.req_header().headers, &mut notes),
+        let action = match check_request(site, &mut info, host, &mut notes) {
+            Err(status) => Action::Reply(Reply::error(status), false),
+            Ok(()) => self.route(site, &mut info, &mut notes),
         };
-
-        let head_only = method == Method::HEAD;
-        match action {
-            Action::Reply(r) => {
-                self.respond(session, rt, &info, r, notes, head_only, UpstreamFields::default()).await
+        let head_only = req.method() == Method::Head;
+        let done = match action {
+            Action::Reply(r, sendfile) => {
+                self.respond(ex, rt, &info, r, sendfile, notes, head_only, keep_alive, UpstreamFields::default())
+                    .await
             }
             Action::Forward(location) => {
-                self.forward_to_uwsgi(session, rt, &info, location, notes, head_only, &mut conn.packet).await
+                self.forward_to_uwsgi(ex, rt, &info, location, notes, head_only, keep_alive, packet).await
             }
-        }
-    }
-
-    /// Host and URI checks: 400 for what nginx refuses before routing, 413 for a body
-    /// over `client_max_body_size`.
-    fn check_request(
-        &self,
-        session: &ServerSession,
-        site: &Site,
-        info: &mut RequestInfo,
-        host: Option<Result<String, crate::routing::servers::InvalidHost>>,
-        notes: &mut Vec<Note>,
-    ) -> Result<(), u16> {
-        // the target before the Host header, in the order nginx reads them
-        let target = split_target(&info.raw_target).map_err(|e| {
-            notes.push(Note::new(Level::Info, format!("client sent invalid request: {e}")));
-            400u16
-        })?;
-        info.query = target.query.map(<[u8]>::to_vec);
-        info.request_uri = target.raw_path.to_vec();
-        if let Some(q) = target.query {
-            info.request_uri.push(b'?');
-            info.request_uri.extend_from_slice(q);
-        }
-        let mut uri = Vec::new();
-        normalize_path(target.raw_path, &mut uri).map_err(|e| {
-            notes.push(Note::new(Level::Info, format!("client sent invalid request: {e}")));
-            400u16
-        })?;
-        info.uri = uri;
-        match host {
-            Some(Ok(h)) => info.host = h,
-            Some(Err(e)) => {
-                notes.push(Note::new(Level::Info, e.to_string()));
-                return Err(400);
-            }
-            None if info.version == Version::HTTP_11 => {
-                notes.push(Note::new(Level::Info, "client sent HTTP/1.1 request without \"Host\" header"));
-                return Err(400);
-            }
-            // HTTP/1.0 without Host: the server's name, else the address it was reached at
-            // (redirects need a host to name)
-            None if site.name.is_empty() => {
-                info.host = match info.local {
-                    Some(SocketAddr::V6(a)) => format!("[{}]", a.ip()),
-                    Some(a) => a.ip().to_string(),
-                    None => String::new(),
-                }
-            }
-            None => info.host = site.name.clone(),
-        }
-        let max = site.connection.client_max_body_size;
-        if max > 0 {
-            let length = crate::text::content_length(&session.req_header().headers);
-            if let Some(len) = length.filter(|&l| l > max) {
-                notes.push(Note::new(
-                    Level::Error,
-                    format!(
-                        "client intended to send too large body: {len} bytes (client_max_body_size is {max})"
-                    ),
-                ));
-                return Err(413);
-            }
-        }
-        Ok(())
+        };
+        (done, settings.keepalive_timeout)
     }
 
     /// Location search and the internal redirects that follow from it.
-    fn route(
-        &self,
-        site: &Site,
-        info: &mut RequestInfo,
-        headers: &HeaderMap,
-        notes: &mut Vec<Note>,
-    ) -> Action {
+    fn route(&self, site: &Site, info: &mut RequestInfo, notes: &mut Vec<Note>) -> Action {
         enum Next {
             Uri,
             Named(LocationId),
@@ -347,20 +279,22 @@ impl App {
             let outcome = match loc_id {
                 Some(id) => {
                     let loc = &site.locations[id];
-                    info.document_root = loc.files.mapping.document_root().unwrap_or(b"").to_vec();
-                    match self.run_location(site, loc, info, headers, notes) {
+                    info.document_root.clear();
+                    info.document_root.extend_from_slice(loc.files.mapping.document_root().unwrap_or(b""));
+                    match self.run_location(site, loc, info, notes) {
                         Some(o) => o,
                         None => return Action::Forward(id),
                     }
                 }
                 None => Outcome::Status(404),
             };
+            let sendfile = loc_id.is_some_and(|id| site.locations[id].files.sendfile);
             match outcome {
                 Outcome::Reply(mut r) => {
                     if let Some(s) = forced_status.filter(|_| r.head.status == 200) {
                         r.head.status = s;
                     }
-                    return Action::Reply(r);
+                    return Action::Reply(r, sendfile);
                 }
                 Outcome::Redirect(uri) => {
                     info.uri = uri;
@@ -368,7 +302,7 @@ impl App {
                 }
                 Outcome::Named(name) => match site.index.named(&name) {
                     Some(id) => next = Next::Named(id),
-                    None => return Action::Reply(Reply::error(500)),
+                    None => return Action::Reply(Reply::error(500), false),
                 },
                 Outcome::Status(code) => {
                     let pages = loc_id.map_or(&site.error_pages, |id| &site.locations[id].error_pages);
@@ -377,8 +311,9 @@ impl App {
                         Some(ErrorTarget::Uri { uri, status }) => {
                             error_page_used = true;
                             forced_status = Some(status.unwrap_or(code));
-                            if info.method != Method::HEAD {
-                                info.method = Method::GET;
+                            if info.method != Method::Head {
+                                info.method = Method::Get;
+                                info.method_name = b"GET";
                             }
                             info.uri = uri.clone();
                             next = Next::Uri;
@@ -388,10 +323,10 @@ impl App {
                             forced_status = *status;
                             match site.index.named(name) {
                                 Some(id) => next = Next::Named(id),
-                                None => return Action::Reply(Reply::error(code)),
+                                None => return Action::Reply(Reply::error(code), false),
                             }
                         }
-                        None => return Action::Reply(Reply::error(code)),
+                        None => return Action::Reply(Reply::error(code), false),
                     }
                 }
             }
@@ -403,7 +338,7 @@ impl App {
                 String::from_utf8_lossy(&info.uri)
             ),
         ));
-        Action::Reply(Reply::error(500))
+        Action::Reply(Reply::error(500), false)
     }
 
     /// A location's content step; `None` means "forward to uWSGI".
@@ -412,12 +347,11 @@ impl App {
         site: &Site,
         loc: &Location,
         info: &mut RequestInfo,
-        headers: &HeaderMap,
         notes: &mut Vec<Note>,
     ) -> Option<Outcome> {
         let tried = {
-            let vars = request_vars(info, headers, &site.name);
-            try_files(&loc.files, &file_request(info, headers, &vars))
+            let vars = request_vars(info, &site.name);
+            try_files(&loc.files, &file_request(info, &vars))
         };
         match tried {
             Ok(uri) => info.uri = uri,
@@ -426,31 +360,37 @@ impl App {
         if loc.uwsgi.is_some() {
             return None;
         }
-        let vars = request_vars(info, headers, &site.name);
-        Some(serve(&loc.files, &file_request(info, headers, &vars), notes))
+        let vars = request_vars(info, &site.name);
+        Some(serve(&loc.files, &file_request(info, &vars), notes))
     }
 
-    /// Sends a reply Portico made itself, then writes the logs.
+    /// Sends a reply Portico made itself (reading and dropping an unread body first, so
+    /// the connection can be reused), then writes the logs.
     #[allow(clippy::too_many_arguments)]
     async fn respond(
         &self,
-        session: &mut ServerSession,
+        ex: &mut Exchange<'_>,
         rt: &SiteRuntime,
-        info: &RequestInfo,
+        info: &RequestInfo<'_>,
         reply: Reply,
-        notes: Vec<Note>,
+        sendfile: bool,
+        mut notes: Vec<Note>,
         head_only: bool,
+        keep_alive: bool,
         upstream: UpstreamFields,
     ) -> Done {
         let settings = &rt.site.connection;
-        if closes_connection(reply.head.status) {
-            session.set_keepalive(None);
+        let mut keep_alive = keep_alive && !closes_connection(reply.head.status);
+        let mut linger = false;
+        if ex.body_pending() {
+            if keep_alive && ex.discard_body(settings.client_max_body_size, DISCARD_TIME).await {
+                // read to its end: the connection is clean
+            } else {
+                keep_alive = false;
+                linger = true;
+            }
         }
-        let body_read = self.discard_body(session, settings.client_max_body_size).await;
-        let keepalive = session.as_http1().is_some_and(|h| h.will_keepalive());
-        let date = pingora_core::protocols::http::date::get_cached_date();
-        let result =
-            send_reply(session, &reply, head_only, keepalive, settings.send_timeout, date.as_bytes()).await;
+        let result = send_reply(ex, &reply, head_only, keep_alive, sendfile).await;
         let mut response = ResponseInfo {
             status: reply.head.status,
             content_type: reply.head.content_type.as_deref().map(str::to_string),
@@ -460,19 +400,18 @@ impl App {
             upstream_time: upstream.time,
             ..ResponseInfo::default()
         };
-        let mut notes = notes;
         let done = match result {
             Ok(sent) => {
                 response.head_bytes = sent.head_bytes;
                 response.body_bytes = sent.body_bytes;
-                Done::Finish
+                Done { keep_alive, linger }
             }
             Err(e) => {
                 notes.push(Note::new(Level::Info, e.to_string()));
-                Done::Abort
+                Done { keep_alive: false, linger: false }
             }
         };
-        self.log_request(rt, info, &session.req_header().headers, &notes, &response, body_read);
+        self.log_request(rt, info, &notes, &response, ex.body_bytes_read());
         done
     }
 
@@ -481,25 +420,26 @@ impl App {
     #[allow(clippy::too_many_arguments)]
     async fn forward_to_uwsgi(
         &self,
-        session: &mut ServerSession,
+        ex: &mut Exchange<'_>,
         rt: &SiteRuntime,
-        info: &RequestInfo,
+        info: &RequestInfo<'_>,
         location: LocationId,
         mut notes: Vec<Note>,
         head_only: bool,
+        keep_alive: bool,
         packet: &mut Vec<u8>,
     ) -> Done {
         let site = &rt.site;
         let settings = &site.connection;
+        let none = UpstreamFields::default;
         let Some(uw) = site.locations[location].uwsgi.as_ref() else {
-            return self
-                .respond(session, rt, info, Reply::error(500), notes, head_only, UpstreamFields::default())
-                .await;
+            return self.respond(ex, rt, info, Reply::error(500), false, notes, head_only, keep_alive, none()).await;
         };
         let upstream = &self.upstreams[uw.upstream];
-        let chunked = session.req_header().headers.contains_key(http::header::TRANSFER_ENCODING);
+        let req = info.req;
         let body = match prepare_body(
-            session,
+            ex,
+            req.head().body,
             settings.client_max_body_size,
             settings.client_body_buffer_size,
             &settings.client_body_temp_path,
@@ -509,65 +449,53 @@ impl App {
             Ok(b) => b,
             Err(e) => {
                 let status = match e {
-                    BodyError::TooLarge(n) => {
+                    crate::uwsgi::forward::BodyError::TooLarge(n) => {
                         notes.push(Note::new(
                             Level::Error,
                             format!("client intended to send too large chunked body: {n}+ bytes (client_max_body_size is {})", settings.client_max_body_size),
                         ));
                         413
                     }
-                    BodyError::Client { timed_out, detail } => {
-                        notes.push(Note::new(
-                            Level::Info,
-                            format!("client stopped sending the request body: {detail}"),
-                        ));
-                        if !timed_out {
-                            let response = ResponseInfo { status: 499, ..ResponseInfo::default() };
-                            self.log_request(rt, info, &session.req_header().headers, &notes, &response, 0);
-                            return Done::Abort;
+                    crate::uwsgi::forward::BodyError::Client(e) => {
+                        notes.push(Note::new(Level::Info, e.to_string()));
+                        match e {
+                            BodyError::Framing(_) => 400,
+                            BodyError::TimedOut => 408,
+                            BodyError::Closed(_) => {
+                                let response = ResponseInfo { status: 499, ..ResponseInfo::default() };
+                                self.log_request(rt, info, &notes, &response, ex.body_bytes_read());
+                                return Done { keep_alive: false, linger: false };
+                            }
                         }
-                        408
                     }
-                    BodyError::TempFile(detail) => {
+                    crate::uwsgi::forward::BodyError::TempFile(detail) => {
                         notes.push(Note::new(
                             Level::Crit,
-                            format!(
-                                "buffering the request body failed: {detail}; check client_body_temp_path"
-                            ),
+                            format!("buffering the request body failed: {detail}; check client_body_temp_path"),
                         ));
                         500
                     }
                 };
-                session.set_keepalive(None);
                 return self
-                    .respond(
-                        session,
-                        rt,
-                        info,
-                        Reply::error(status),
-                        notes,
-                        head_only,
-                        UpstreamFields::default(),
-                    )
+                    .respond(ex, rt, info, Reply::error(status), false, notes, head_only, false, none())
                     .await;
             }
         };
         let encoded = {
-            let headers = &session.req_header().headers;
             let cgi = CgiRequest {
-                method: info.method.as_str().as_bytes(),
+                method: info.method_name,
                 request_uri: &info.request_uri,
-                query: info.query.as_deref().unwrap_or(b""),
+                query: info.query.unwrap_or(b""),
                 path_info: &info.uri,
                 document_root: &info.document_root,
-                protocol: version_str(info.version).as_bytes(),
+                protocol: req.version().as_str().as_bytes(),
                 https: false,
                 remote: info.remote,
                 server_port: info.local.map_or(0, |l| l.port()),
                 server_name: site.name.as_bytes(),
-                content_type: headers.get(http::header::CONTENT_TYPE).map(|v| v.as_bytes()),
+                content_type: req.known(crate::http1::request_head::Known::ContentType),
                 content_length: body.content_length(),
-                body_was_chunked: chunked && !matches!(body, RequestBody::Streaming(_)),
+                body_was_chunked: req.head().body == BodyFraming::Chunked,
             };
             let opts = EncodeOptions {
                 params: &uw.params,
@@ -575,24 +503,22 @@ impl App {
                 modifier2: uw.modifier2,
                 buffer_size: upstream.pool.config().uwsgi_buffer_size,
             };
-            let vars = request_vars(info, headers, &site.name);
-            let pairs = || headers.iter().map(|(k, v)| (k.as_str().as_bytes(), v.as_bytes()));
-            encode_request(&cgi, pairs, &opts, &vars, packet)
+            let vars = request_vars(info, &site.name);
+            encode_request(&cgi, || req.headers(), &opts, &vars, packet)
         };
         if let Err(e) = encoded {
             let label = upstream_label(&upstream.pool.config().name);
             notes.push(Note { level: Level::Error, message: e.to_string(), upstream: Some(label) });
-            return self
-                .respond(session, rt, info, Reply::error(431), notes, head_only, UpstreamFields::default())
-                .await;
+            return self.respond(ex, rt, info, Reply::error(431), false, notes, head_only, keep_alive, none()).await;
         }
-        let exchange = Exchange {
+        let exchange = UwsgiExchange {
             packet,
             body,
             head_request: head_only,
-            client_http10: info.version == Version::HTTP_10,
+            client_http10: req.version() == Version::Http10,
+            keep_alive,
         };
-        let forwarded = forward(session, upstream, exchange).await;
+        let forwarded = forward(ex, upstream, exchange).await;
         notes.extend(forwarded.notes);
         let fields = UpstreamFields {
             addr: forwarded.upstream_addr,
@@ -607,11 +533,12 @@ impl App {
                     upstream_time: fields.time,
                     ..ResponseInfo::default()
                 };
-                self.log_request(rt, info, &session.req_header().headers, &notes, &response, 0);
-                Done::Abort
+                self.log_request(rt, info, &notes, &response, ex.body_bytes_read());
+                Done { keep_alive: false, linger: false }
             }
             Err(status) => {
-                self.respond(session, rt, info, Reply::error(status), notes, head_only, fields).await
+                let keep = keep_alive && !ex.body_pending();
+                self.respond(ex, rt, info, Reply::error(status), false, notes, head_only, keep, fields).await
             }
             Ok(relayed) => {
                 let response = ResponseInfo {
@@ -624,56 +551,15 @@ impl App {
                     content_type: relayed.content_type,
                     location: relayed.location,
                 };
-                if relayed.complete && !relayed.request_consumed {
-                    // nginx's lingering close: take in what the client still sends, or
-                    // closing with unread data would reset the connection and could destroy
-                    // the response before the client reads it
-                    let _ = tokio::time::timeout(LINGERING_TIME, session.drain_request_body()).await;
-                }
-                let body_read = session.body_bytes_read() as u64;
-                self.log_request(rt, info, &session.req_header().headers, &notes, &response, body_read);
-                if relayed.complete {
-                    Done::Finish
-                } else {
-                    Done::Abort
+                self.log_request(rt, info, &notes, &response, ex.body_bytes_read());
+                Done {
+                    keep_alive: relayed.complete && relayed.keep_alive,
+                    // an app that answered without reading the body: take in what the
+                    // client still sends, or the close could destroy the response
+                    linger: relayed.complete && ex.body_pending(),
                 }
             }
         }
-    }
-
-    /// Reads and drops a request body nobody will use, so the connection can be reused;
-    /// gives up on keep-alive instead when that would mean reading a lot or waiting for a
-    /// client that expects `100 Continue`.
-    async fn discard_body(&self, session: &mut ServerSession, limit: u64) -> u64 {
-        if session.is_body_empty() {
-            return 0;
-        }
-        if crate::text::expects_continue(&session.req_header().headers) {
-            session.set_keepalive(None);
-            return 0;
-        }
-        let cap = if limit == 0 { u64::MAX } else { limit };
-        let mut read = 0u64;
-        let drained = tokio::time::timeout(Duration::from_secs(5), async {
-            loop {
-                match session.read_request_body().await {
-                    Ok(Some(chunk)) => {
-                        read += chunk.len() as u64;
-                        if read > cap {
-                            return false;
-                        }
-                    }
-                    Ok(None) => return true,
-                    Err(_) => return false,
-                }
-            }
-        })
-        .await
-        .unwrap_or(false);
-        if !drained {
-            session.set_keepalive(None);
-        }
-        read
     }
 
     /// Writes the request's error-log notes and its access-log line.
@@ -681,20 +567,17 @@ impl App {
         &self,
         rt: &SiteRuntime,
         info: &RequestInfo,
-        headers: &HeaderMap,
         notes: &[Note],
         response: &ResponseInfo,
         body_read: u64,
     ) {
-        let wanted: Vec<&Note> = notes.iter().filter(|n| n.level <= rt.error_level).collect();
-        if !wanted.is_empty() {
+        let mut wanted = notes.iter().filter(|n| n.level <= rt.error_level).peekable();
+        if wanted.peek().is_some() {
             let client = info.remote.map(|r| r.ip().to_string());
             let request_line = info.request_line();
-            let host =
-                headers.get(http::header::HOST).map(|h| String::from_utf8_lossy(h.as_bytes()).into_owned());
-            let referrer = headers
-                .get(http::header::REFERER)
-                .map(|h| String::from_utf8_lossy(h.as_bytes()).into_owned());
+            let text = |v: Option<&[u8]>| v.map(|v| String::from_utf8_lossy(v).into_owned());
+            let host = text(info.req.known(crate::http1::request_head::Known::Host));
+            let referrer = text(info.req.known(crate::http1::request_head::Known::Referer));
             for note in wanted {
                 let ctx = ErrorContext {
                     connection: Some(info.connection),
@@ -710,14 +593,8 @@ impl App {
         }
         let Some((sink, format)) = &rt.access else { return };
         let now = crate::log::clock::now();
-        let vars = Vars {
-            req: info,
-            headers,
-            server_name: &rt.site.name,
-            response: Some(response),
-            now: Some(&now),
-            body_read,
-        };
+        let vars =
+            Vars { info, server_name: &rt.site.name, response: Some(response), now: Some(&now), body_read };
         LINE.with(|line| {
             let mut line = line.borrow_mut();
             line.clear();
@@ -743,18 +620,93 @@ impl App {
     }
 }
 
-fn file_request<'a>(info: &'a RequestInfo, headers: &'a HeaderMap, vars: &'a Vars<'a>) -> FileRequest<'a> {
+/// Target and Host checks: 400 for what nginx refuses before routing, 413 for a body
+/// over `client_max_body_size`.
+fn check_request(
+    site: &Site,
+    info: &mut RequestInfo,
+    host: Option<Result<String, InvalidHost>>,
+    notes: &mut Vec<Note>,
+) -> Result<(), u16> {
+    // the target before the Host header, in the order nginx reads them
+    let target = split_target(info.req.target()).map_err(|e| {
+        notes.push(Note::new(Level::Info, format!("client sent invalid request: {e}")));
+        400u16
+    })?;
+    info.query = target.query;
+    info.request_uri = request_uri(info.req.target(), target.raw_path, target.query);
+    normalize_path(target.raw_path, &mut info.uri).map_err(|e| {
+        notes.push(Note::new(Level::Info, format!("client sent invalid request: {e}")));
+        400u16
+    })?;
+    match host {
+        Some(Ok(h)) => info.host = h,
+        Some(Err(e)) => {
+            notes.push(Note::new(Level::Info, e.to_string()));
+            return Err(400);
+        }
+        None if info.req.version() == Version::Http11 => {
+            notes.push(Note::new(Level::Info, "client sent HTTP/1.1 request without \"Host\" header"));
+            return Err(400);
+        }
+        // HTTP/1.0 without Host: the server's name, else the address it was reached at
+        // (redirects need a host to name)
+        None if site.name.is_empty() => {
+            info.host = match info.local {
+                Some(SocketAddr::V6(a)) => format!("[{}]", a.ip()),
+                Some(a) => a.ip().to_string(),
+                None => String::new(),
+            }
+        }
+        None => info.host = site.name.clone(),
+    }
+    let max = site.connection.client_max_body_size;
+    if let BodyFraming::Length(len) = info.req.head().body {
+        if max > 0 && len > max {
+            notes.push(Note::new(
+                Level::Error,
+                format!("client intended to send too large body: {len} bytes (client_max_body_size is {max})"),
+            ));
+            return Err(413);
+        }
+    }
+    Ok(())
+}
+
+/// `$request_uri`: the raw path and query. They are one run of the target, except for
+/// an absolute-form target without a path.
+fn request_uri<'r>(target: &'r [u8], path: &'r [u8], query: Option<&'r [u8]>) -> Cow<'r, [u8]> {
+    let start = path.as_ptr() as usize;
+    let base = target.as_ptr() as usize;
+    let contiguous = start >= base && start + path.len() <= base + target.len();
+    match query {
+        None => Cow::Borrowed(path),
+        Some(q) if contiguous => {
+            let from = start - base;
+            let to = (q.as_ptr() as usize - base) + q.len();
+            Cow::Borrowed(&target[from..to])
+        }
+        Some(q) => {
+            let mut uri = path.to_vec();
+            uri.push(b'?');
+            uri.extend_from_slice(q);
+            Cow::Owned(uri)
+        }
+    }
+}
+
+fn file_request<'a>(info: &'a RequestInfo, vars: &'a Vars<'a, 'a>) -> FileRequest<'a> {
     FileRequest {
-        method: &info.method,
+        method: info.method,
         uri: &info.uri,
-        args: info.query.as_deref(),
-        headers,
+        args: info.query,
+        request: info.req,
         vars,
         host: &info.host,
         port: info.local.map(|l| l.port()),
     }
 }
 
-fn request_vars<'a>(info: &'a RequestInfo, headers: &'a HeaderMap, server_name: &'a str) -> Vars<'a> {
-    Vars { req: info, headers, server_name, response: None, now: None, body_read: 0 }
+fn request_vars<'a, 'r>(info: &'a RequestInfo<'r>, server_name: &'a str) -> Vars<'a, 'r> {
+    Vars { info, server_name, response: None, now: None, body_read: 0 }
 }

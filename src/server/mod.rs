@@ -14,7 +14,7 @@ mod request;
 #[cfg(feature = "server")]
 mod run;
 #[cfg(feature = "server")]
-mod wire;
+mod reply;
 
 #[cfg(feature = "server")]
 pub use run::run;

@@ -1,32 +1,31 @@
 //! What Portico knows about one request while it serves it, and how that becomes nginx
 //! variables for paths, params and log lines.
 
+use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use http::{HeaderMap, Method, Version};
-
+use crate::http1::request_head::{Method, Request};
 use crate::routing::locations::Captures;
 use crate::variables::{Var, VarSource};
 
-/// The request as Portico sees it after parsing (copied out of pingora's session so the
-/// session stays free for writing).
-#[derive(Debug)]
-pub struct RequestInfo {
+/// The request as the steps see it: the parsed head, plus what routing works out.
+pub struct RequestInfo<'r> {
+    pub req: Request<'r>,
     /// Serial number of the connection (`*N` in error logs, `$connection`).
     pub connection: u64,
     /// How many requests this connection has carried, this one included.
     pub connection_requests: u64,
     pub started: Instant,
+    /// The method the steps act on: an `error_page` redirect makes it GET, as nginx.
     pub method: Method,
-    pub version: Version,
-    /// The request target as sent (in `$request`).
-    pub raw_target: Vec<u8>,
+    /// `$request_method`.
+    pub method_name: &'r [u8],
     /// `$request_uri` and uwsgi's `REQUEST_URI`: the target's raw path and query, an
     /// absolute-form target reduced to them as nginx does; empty until the target parsed.
-    pub request_uri: Vec<u8>,
+    pub request_uri: Cow<'r, [u8]>,
     /// Raw query after the first `?` (`$args`).
-    pub query: Option<Vec<u8>>,
+    pub query: Option<&'r [u8]>,
     /// The current normalised URI (`$uri`); internal redirects change it.
     pub uri: Vec<u8>,
     /// `$host`: the normalised host, or the server's name when the request had none.
@@ -39,14 +38,14 @@ pub struct RequestInfo {
     pub document_root: Vec<u8>,
 }
 
-impl RequestInfo {
+impl RequestInfo<'_> {
     /// `$request`: the request line as nginx logs it.
     pub fn write_request_line(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(self.method.as_str().as_bytes());
+        out.extend_from_slice(self.req.method_name());
         out.push(b' ');
-        out.extend_from_slice(&self.raw_target);
+        out.extend_from_slice(self.req.target());
         out.push(b' ');
-        out.extend_from_slice(version_str(self.version).as_bytes());
+        out.extend_from_slice(self.req.version().as_str().as_bytes());
     }
 
     /// The request line for the error log's `request: "..."`.
@@ -54,16 +53,6 @@ impl RequestInfo {
         let mut line = Vec::new();
         self.write_request_line(&mut line);
         String::from_utf8_lossy(&line).into_owned()
-    }
-}
-
-pub fn version_str(v: Version) -> &'static str {
-    match v {
-        Version::HTTP_09 => "HTTP/0.9",
-        Version::HTTP_10 => "HTTP/1.0",
-        Version::HTTP_2 => "HTTP/2.0",
-        Version::HTTP_3 => "HTTP/3.0",
-        _ => "HTTP/1.1",
     }
 }
 
@@ -82,9 +71,8 @@ pub struct ResponseInfo {
 }
 
 /// The request's variables, and once known, the response's.
-pub struct Vars<'a> {
-    pub req: &'a RequestInfo,
-    pub headers: &'a HeaderMap,
+pub struct Vars<'a, 'r> {
+    pub info: &'a RequestInfo<'r>,
     pub server_name: &'a str,
     pub response: Option<&'a ResponseInfo>,
     /// The time for `$time_local`, `$time_iso8601`, `$msec`, taken once per log line.
@@ -93,45 +81,45 @@ pub struct Vars<'a> {
     pub body_read: u64,
 }
 
-impl VarSource for Vars<'_> {
+impl VarSource for Vars<'_, '_> {
     fn write_var(&self, var: &Var, out: &mut Vec<u8>) -> bool {
         use std::io::Write;
-        let req = self.req;
+        let info = self.info;
         match var {
-            Var::Request => req.write_request_line(out),
-            Var::RequestMethod => out.extend_from_slice(req.method.as_str().as_bytes()),
-            Var::RequestUri => out.extend_from_slice(&req.request_uri),
-            Var::Uri => out.extend_from_slice(&req.uri),
-            Var::Args => match &req.query {
+            Var::Request => info.write_request_line(out),
+            Var::RequestMethod => out.extend_from_slice(info.method_name),
+            Var::RequestUri => out.extend_from_slice(&info.request_uri),
+            Var::Uri => out.extend_from_slice(&info.uri),
+            Var::Args => match info.query {
                 Some(q) => out.extend_from_slice(q),
                 None => return false,
             },
             Var::IsArgs => {
-                if req.query.is_some() {
+                if info.query.is_some() {
                     out.push(b'?');
                 }
             }
-            Var::ServerProtocol => out.extend_from_slice(version_str(req.version).as_bytes()),
+            Var::ServerProtocol => out.extend_from_slice(info.req.version().as_str().as_bytes()),
             Var::Scheme => out.extend_from_slice(b"http"),
-            Var::Host => out.extend_from_slice(req.host.as_bytes()),
-            Var::RemoteAddr => return shown(out, req.remote.map(|a| a.ip())),
-            Var::RemotePort => return shown(out, req.remote.map(|a| a.port())),
+            Var::Host => out.extend_from_slice(info.host.as_bytes()),
+            Var::RemoteAddr => return shown(out, info.remote.map(|a| a.ip())),
+            Var::RemotePort => return shown(out, info.remote.map(|a| a.port())),
             Var::RemoteUser => return false,
-            Var::ServerAddr => return shown(out, req.local.map(|a| a.ip())),
-            Var::ServerPort => return shown(out, req.local.map(|a| a.port())),
+            Var::ServerAddr => return shown(out, info.local.map(|a| a.ip())),
+            Var::ServerPort => return shown(out, info.local.map(|a| a.port())),
             Var::ServerName => out.extend_from_slice(self.server_name.as_bytes()),
-            Var::DocumentRoot => out.extend_from_slice(&req.document_root),
+            Var::DocumentRoot => out.extend_from_slice(&info.document_root),
             Var::Connection => {
-                let _ = write!(out, "{}", req.connection);
+                let _ = write!(out, "{}", info.connection);
             }
             Var::ConnectionRequests => {
-                let _ = write!(out, "{}", req.connection_requests);
+                let _ = write!(out, "{}", info.connection_requests);
             }
-            Var::ContentType => return header(self.headers, "content-type", out),
-            Var::ContentLength => return header(self.headers, "content-length", out),
-            Var::Http(name) => return header(self.headers, name, out),
-            Var::Capture(n) => out.extend_from_slice(req.captures.get(*n)),
-            Var::NamedCapture(name) => match req.captures.named(name) {
+            Var::ContentType => return header(&info.req, b"content-type", out),
+            Var::ContentLength => return header(&info.req, b"content-length", out),
+            Var::Http(name) => return header(&info.req, name.as_bytes(), out),
+            Var::Capture(n) => out.extend_from_slice(info.captures.get(*n)),
+            Var::NamedCapture(name) => match info.captures.named(name) {
                 Some(v) => out.extend_from_slice(v),
                 None => return false,
             },
@@ -139,10 +127,7 @@ impl VarSource for Vars<'_> {
                 let _ = write!(out, "{}", std::process::id());
             }
             Var::RequestLength => {
-                // estimated from the parsed head: pingora does not report its size
-                let line = req.method.as_str().len() + req.raw_target.len() + 12;
-                let head = line + crate::text::header_lines_len(self.headers) + 2;
-                let _ = write!(out, "{}", head as u64 + self.body_read);
+                let _ = write!(out, "{}", info.req.head_len() as u64 + self.body_read);
             }
             Var::TimeLocal | Var::TimeIso8601 | Var::Msec => {
                 let Some(now) = self.now else { return false };
@@ -155,7 +140,7 @@ impl VarSource for Vars<'_> {
                 }
             }
             Var::RequestTime => {
-                let t = req.started.elapsed();
+                let t = info.started.elapsed();
                 let _ = write!(out, "{}.{:03}", t.as_secs(), t.subsec_millis());
             }
             Var::Status
@@ -213,16 +198,16 @@ fn shown(out: &mut Vec<u8>, value: Option<impl std::fmt::Display>) -> bool {
 }
 
 /// Appends a request header's value(s); repeated headers joined as nginx joins them.
-fn header(headers: &HeaderMap, name: &str, out: &mut Vec<u8>) -> bool {
-    let mut values = headers.get_all(name).iter();
+fn header(req: &Request, name: &[u8], out: &mut Vec<u8>) -> bool {
+    let mut values = req.header_values(name);
     let Some(first) = values.next() else {
         return false;
     };
-    out.extend_from_slice(first.as_bytes());
-    let sep: &[u8] = if name.eq_ignore_ascii_case("cookie") { b"; " } else { b", " };
+    out.extend_from_slice(first);
+    let sep: &[u8] = if name.eq_ignore_ascii_case(b"cookie") { b"; " } else { b", " };
     for v in values {
         out.extend_from_slice(sep);
-        out.extend_from_slice(v.as_bytes());
+        out.extend_from_slice(v);
     }
     true
 }

@@ -66,12 +66,12 @@ pub fn run(config: Config, config_path: &str) -> Result<(), String> {
             // nginx's `listen [::]:80` is IPv6-only unless told otherwise
             options.ipv6_only = Some(true);
         }
-        // No read buffer in front of the socket: pingora parses requests into its own
-        // buffer anyway, and a 64 KiB read buffer per connection is most of an idle
-        // keep-alive connection's memory.
+        // No buffers in front of the socket: requests are parsed into buffers that exist
+        // only while a request is in flight, and raw writes (sendfile, MSG_MORE) must
+        // never be overtaken by bytes waiting in a write buffer.
         let listener = ListenerConfig::tcp(addr.to_string())
             .tcp_socket_options(options)
-            .l4_buffer(L4BufferSettings::default().read(0));
+            .l4_buffer(L4BufferSettings::unbuffered());
         service.add_listener(listener);
     }
     server.add_service(service);

@@ -4,7 +4,8 @@
 use std::time::Duration;
 
 use crate::config::diag::Diagnostics;
-use crate::config::section::{Section, Size};
+use crate::config::section::{parse_size, Section, Size};
+use crate::http1::request_head::HeadLimits;
 
 /// Process-wide settings (top level of the file).
 #[derive(Clone, Debug)]
@@ -61,6 +62,8 @@ pub struct ConnectionSettings {
     pub client_body_buffer_size: u64,
     /// Where those temporary files are made (unnamed, gone when closed).
     pub client_body_temp_path: std::path::PathBuf,
+    /// Request head limits (nginx: `large_client_header_buffers 4 8k`).
+    pub head_limits: HeadLimits,
 }
 
 impl ConnectionSettings {
@@ -74,6 +77,7 @@ impl ConnectionSettings {
             client_max_body_size: 1 << 20,
             client_body_buffer_size: 16 << 10,
             client_body_temp_path: std::env::temp_dir(),
+            head_limits: HeadLimits::default(),
         }
     }
 
@@ -122,6 +126,29 @@ impl ConnectionSettings {
                     diags,
                 )
                 .map_or_else(|| base.client_body_temp_path.clone(), |v| diags.absolute(v.get_ref()).into()),
+            head_limits: match s.get::<String>(
+                "large_client_header_buffers",
+                "large_client_header_buffers = \"4 8k\"",
+                diags,
+            ) {
+                Some(v) => head_limits(v.get_ref()).unwrap_or_else(|| {
+                    diags.error(
+                        v.span(),
+                        format!("large_client_header_buffers `{}` is not a count and a size", v.get_ref()),
+                        Some("write a count of 1 to 16 and a size of 1k to 64k, as nginx: \"4 8k\"".into()),
+                    );
+                    base.head_limits
+                }),
+                None => base.head_limits,
+            },
         }
     }
+}
+
+/// `"N SIZE"`: a request line or header line may take one buffer of SIZE, the head N.
+fn head_limits(text: &str) -> Option<HeadLimits> {
+    let (count, size) = text.trim().split_once(char::is_whitespace)?;
+    let count: usize = count.parse().ok().filter(|n| (1..=16).contains(n))?;
+    let size = usize::try_from(parse_size(size)?).ok().filter(|s| (1024..=65536).contains(s))?;
+    Some(HeadLimits { max_request_line: size, max_header_line: size, max_head: count * size })
 }

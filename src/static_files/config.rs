@@ -27,6 +27,7 @@ pub struct FileDefaults {
     symlinks: SymlinkPolicy,
     hidden_files: HiddenFiles,
     log_not_found: bool,
+    sendfile: bool,
 }
 
 impl FileDefaults {
@@ -38,6 +39,7 @@ impl FileDefaults {
             symlinks: SymlinkPolicy::Inside,
             hidden_files: HiddenFiles::Deny,
             log_not_found: true,
+            sendfile: true,
         };
         read_inheritable(s, &base, diags)
     }
@@ -79,6 +81,7 @@ fn read_inheritable(s: &mut Section, base: &FileDefaults, diags: &mut Diagnostic
             diags,
         ),
         log_not_found: s.get_or("log_not_found", "log_not_found = false", base.log_not_found, diags),
+        sendfile: s.get_or("sendfile", "sendfile = false", base.sendfile, diags),
     }
 }
 
@@ -119,6 +122,9 @@ pub struct FilesConfig {
     pub symlinks: SymlinkPolicy,
     pub hidden_files: HiddenFiles,
     pub log_not_found: bool,
+    /// Bodies go out with sendfile(2) (nginx's `sendfile on`); off, they are read and
+    /// written, as over TLS.
+    pub sendfile: bool,
     /// The `@name` of the try_files fallback and where it is written, for validation.
     pub named_fallback: Option<(String, std::ops::Range<usize>)>,
 }
@@ -255,6 +261,7 @@ impl FilesConfig {
             symlinks: inherited.symlinks,
             hidden_files: inherited.hidden_files,
             log_not_found: inherited.log_not_found,
+            sendfile: inherited.sendfile,
             named_fallback,
         }
     }

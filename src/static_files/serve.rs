@@ -4,8 +4,8 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
-use http::{HeaderMap, Method};
 
+use crate::http1::request_head::{Known, Method, Request};
 use crate::log::{Level, Note};
 use crate::response::{Body, Head, Part, Reply};
 use crate::uri::escape_path;
@@ -20,11 +20,12 @@ use super::resolve::{is_hidden, Unmappable};
 
 /// The parts of a request the file steps look at.
 pub struct FileRequest<'a> {
-    pub method: &'a Method,
+    pub method: Method,
     /// The current normalised URI.
     pub uri: &'a [u8],
     pub args: Option<&'a [u8]>,
-    pub headers: &'a HeaderMap,
+    /// The request's headers (conditionals, ranges).
+    pub request: Request<'a>,
     /// Request variables and the location's captures.
     pub vars: &'a dyn VarSource,
     /// The request's host and the port it arrived on, for the absolute `Location` of
@@ -75,7 +76,7 @@ pub fn try_files(cfg: &FilesConfig, req: &FileRequest) -> Result<Vec<u8>, Box<Ou
 
 /// Serves `req.uri` from the location's files.
 pub fn serve(cfg: &FilesConfig, req: &FileRequest, notes: &mut Vec<Note>) -> Outcome {
-    if !matches!(*req.method, Method::GET | Method::HEAD | Method::POST) {
+    if !matches!(req.method, Method::Get | Method::Head | Method::Post) {
         return Outcome::Reply(not_allowed());
     }
     if cfg.hidden_files == HiddenFiles::Deny && is_hidden(req.uri) {
@@ -112,7 +113,7 @@ pub fn serve(cfg: &FilesConfig, req: &FileRequest, notes: &mut Vec<Note>) -> Out
             Outcome::Reply(Reply::moved_permanently(location))
         }
         Ok(Opened::File { file, facts }) => {
-            if *req.method == Method::POST {
+            if req.method == Method::Post {
                 return Outcome::Reply(not_allowed());
             }
             file_reply(file, facts, req)
@@ -192,12 +193,12 @@ static BOUNDARY: AtomicU64 = AtomicU64::new(0);
 /// The 200/206/304/412/416 response for an open file.
 fn file_reply(file: std::fs::File, facts: FileFacts, req: &FileRequest) -> Outcome {
     let etag = facts.etag();
-    let header = |name: http::header::HeaderName| req.headers.get(name).map(|v| v.as_bytes());
+    let header = |which| req.request.known(which);
     let conditions = Conditions {
-        if_match: header(http::header::IF_MATCH),
-        if_unmodified_since: header(http::header::IF_UNMODIFIED_SINCE),
-        if_none_match: header(http::header::IF_NONE_MATCH),
-        if_modified_since: header(http::header::IF_MODIFIED_SINCE),
+        if_match: header(Known::IfMatch),
+        if_unmodified_since: header(Known::IfUnmodifiedSince),
+        if_none_match: header(Known::IfNoneMatch),
+        if_modified_since: header(Known::IfModifiedSince),
     };
     match evaluate_conditions(&conditions, &facts, &etag) {
         Conditional::PreconditionFailed => return Outcome::Status(412),
@@ -212,7 +213,7 @@ fn file_reply(file: std::fs::File, facts: FileFacts, req: &FileRequest) -> Outco
     let mut head = Head::new(200);
     head.content_type = Some(ctype.into());
     head.last_modified = Some(facts.mtime);
-    let decision = evaluate_range(header(http::header::RANGE), header(http::header::IF_RANGE), &facts, &etag);
+    let decision = evaluate_range(header(Known::Range), header(Known::IfRange), &facts, &etag);
     let parts = match decision {
         RangeDecision::Full => {
             head.content_length = Some(facts.size);

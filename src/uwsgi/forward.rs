@@ -12,13 +12,13 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use nix::errno::Errno;
-use pingora_core::protocols::http::ServerSession;
-use pingora_http::ResponseHeader;
 use tokio::net::{TcpStream, UnixStream};
 use tokio::sync::Notify;
 
+use crate::http1::connection::{BodyError as ClientBodyError, Exchange as Client};
+use crate::http1::request_head::BodyFraming;
+use crate::http1::response_head::{self, reason, CHUNK_END, LAST_CHUNK};
 use crate::log::{Level, Note};
-use crate::text::{expects_continue, header_lines_len};
 
 use super::codec::chunked::ChunkedDecoder;
 use super::codec::response::{parse_head, Framing, ResponseHead};
@@ -74,8 +74,8 @@ impl RequestBody {
 pub enum BodyError {
     /// Over `client_max_body_size`: 413.
     TooLarge(u64),
-    /// The client stopped sending (timeout: 408) or went away.
-    Client { timed_out: bool, detail: String },
+    /// Bad framing (400), the client stopped sending (408) or went away.
+    Client(ClientBodyError),
     /// The temporary file could not be made or written: 500.
     TempFile(String),
 }
@@ -83,44 +83,34 @@ pub enum BodyError {
 /// Decides how the body will be sent; a chunked body is read and de-chunked completely
 /// first (uWSGI needs `CONTENT_LENGTH`), in memory up to `buffer_size`, then in a file.
 pub async fn prepare_body(
-    session: &mut ServerSession,
+    client: &mut Client<'_>,
+    framing: BodyFraming,
     max_size: u64,
     buffer_size: u64,
     temp_dir: &std::path::Path,
 ) -> Result<RequestBody, BodyError> {
-    if session.is_body_empty() {
-        let declared = session.req_header().headers.contains_key(http::header::CONTENT_LENGTH);
+    match framing {
+        BodyFraming::None => return Ok(RequestBody::None),
         // `Content-Length: 0` is a body of length 0 (CONTENT_LENGTH "0"), as nginx sends
-        return Ok(if declared { RequestBody::Memory(Bytes::new()) } else { RequestBody::None });
-    }
-    let headers = &session.req_header().headers;
-    if !headers.contains_key(http::header::TRANSFER_ENCODING) {
-        let len = crate::text::content_length(headers).unwrap_or(0);
-        return Ok(RequestBody::Streaming(len));
-    }
-    if expects_continue(headers) {
-        let _ = session.write_continue_response().await;
+        BodyFraming::Length(0) => return Ok(RequestBody::Memory(Bytes::new())),
+        BodyFraming::Length(n) => return Ok(RequestBody::Streaming(n)),
+        BodyFraming::Chunked => {}
     }
     let mut memory = BytesMut::new();
     let mut file: Option<File> = None;
     let mut total: u64 = 0;
     loop {
-        let chunk = match session.read_request_body().await {
+        let chunk = match client.read_body().await {
             Ok(Some(c)) => c,
             Ok(None) => break,
-            Err(e) => {
-                return Err(BodyError::Client {
-                    timed_out: matches!(e.etype(), pingora_core::ErrorType::ReadTimedout),
-                    detail: e.to_string(),
-                })
-            }
+            Err(e) => return Err(BodyError::Client(e)),
         };
         total += chunk.len() as u64;
         if max_size > 0 && total > max_size {
             return Err(BodyError::TooLarge(total));
         }
         match &mut file {
-            Some(f) => f.write_all(&chunk).map_err(|e| BodyError::TempFile(e.to_string()))?,
+            Some(f) => f.write_all(chunk).map_err(|e| BodyError::TempFile(e.to_string()))?,
             None if memory.len() as u64 + chunk.len() as u64 > buffer_size => {
                 let mut f = temp_file(temp_dir).map_err(|e| {
                     BodyError::TempFile(format!(
@@ -129,12 +119,12 @@ pub async fn prepare_body(
                     ))
                 })?;
                 f.write_all(&memory)
-                    .and_then(|_| f.write_all(&chunk))
+                    .and_then(|_| f.write_all(chunk))
                     .map_err(|e| BodyError::TempFile(e.to_string()))?;
                 memory.clear();
                 file = Some(f);
             }
-            None => memory.extend_from_slice(&chunk),
+            None => memory.extend_from_slice(chunk),
         }
     }
     Ok(match file {
@@ -225,24 +215,26 @@ pub struct Forwarded {
 /// A response that went to the client.
 pub struct Relayed {
     pub status: u16,
-    /// Size of the response head sent, as pingora wrote it.
+    /// Size of the response head sent.
     pub head_bytes: u64,
     pub body_bytes: u64,
     /// False when the relay broke off: the connection must be closed, not finished (a
     /// clean finish would make a truncated body look complete).
     pub complete: bool,
-    /// Whether the whole request body was read (otherwise no keep-alive).
-    pub request_consumed: bool,
+    /// The head said `Connection: keep-alive`: the connection may carry another request.
+    pub keep_alive: bool,
     pub content_type: Option<String>,
     pub location: Option<String>,
 }
 
-/// The parts of the request the relay needs besides the session.
+/// The parts of the request the relay needs besides the client.
 pub struct Exchange<'a> {
     pub packet: &'a [u8],
     pub body: RequestBody,
     pub head_request: bool,
     pub client_http10: bool,
+    /// The connection may be kept alive, as far as the request goes.
+    pub keep_alive: bool,
 }
 
 struct Failure {
@@ -259,7 +251,7 @@ pub fn upstream_label(name: impl std::fmt::Display) -> String {
 }
 
 /// Forwards one request through `upstream` and relays the answer.
-pub async fn forward(session: &mut ServerSession, upstream: &Upstream, exchange: Exchange<'_>) -> Forwarded {
+pub async fn forward(client: &mut Client<'_>, upstream: &Upstream, exchange: Exchange<'_>) -> Forwarded {
     let pool = &upstream.pool;
     let cfg = pool.config();
     let started = Instant::now();
@@ -327,7 +319,7 @@ pub async fn forward(session: &mut ServerSession, upstream: &Upstream, exchange:
     };
 
     let label = upstream_label(slot.addr());
-    let outcome = exchange_with(session, stream, cfg, exchange).await;
+    let outcome = exchange_with(client, stream, cfg, exchange).await;
     let upstream_time = Some(started.elapsed());
     let addr_list = Some(addrs.join(", "));
     match outcome {
@@ -521,26 +513,17 @@ enum Sent {
 }
 
 async fn exchange_with(
-    session: &mut ServerSession,
+    client: &mut Client<'_>,
     conn: Conn,
     cfg: &UpstreamConfig,
     exchange: Exchange<'_>,
 ) -> Result<(Relayed, Vec<Note>), Failure> {
     let mut resp = BytesMut::with_capacity(8192);
-    let streaming = matches!(exchange.body, RequestBody::Streaming(_));
-    let sent = send_request(session, &conn, &mut resp, &exchange, cfg).await?;
-    let request_consumed = !streaming || matches!(sent, Sent::All) || session.is_body_done();
+    let sent = send_request(client, &conn, &mut resp, &exchange, cfg).await?;
+    let early = matches!(sent, Sent::Early);
 
-    let head =
-        read_head(&conn, &mut resp, exchange.head_request, cfg.read_timeout, matches!(sent, Sent::Early))
-            .await?;
+    let head = read_head(&conn, &mut resp, exchange.head_request, cfg.read_timeout, early).await?;
     let mut notes = Vec::new();
-    let header = client_head(&head, exchange.client_http10, exchange.head_request).map_err(|e| Failure {
-        status: 502,
-        level: Level::Error,
-        message: format!("upstream sent a response head Portico cannot relay: {e}"),
-        health: false,
-    })?;
     let value_of = |name: &str| {
         head.headers
             .iter()
@@ -550,39 +533,35 @@ async fn exchange_with(
     };
     let content_type = value_of("content-type");
     let location = value_of("location");
-    if !request_consumed {
-        session.set_keepalive(None);
-    }
+    // a body the app did not read, or one delimited by the close, ends the connection
+    let close_delimited = exchange.client_http10 && matches!(head.framing, Framing::Chunked | Framing::UntilClose);
+    let keep_alive = exchange.keep_alive && !client.body_pending() && !close_delimited;
+    let chunked = !exchange.client_http10 && matches!(head.framing, Framing::Chunked | Framing::UntilClose);
+    crate::log::clock::with_http_date(|date| {
+        client_head(&head, exchange.head_request, chunked, keep_alive, date, client.out)
+    });
     let mut relayed = Relayed {
         status: head.status,
-        head_bytes: 0,
+        head_bytes: client.out.len() as u64,
         body_bytes: 0,
         complete: true,
-        request_consumed,
+        keep_alive,
         content_type,
         location,
     };
-    if let Err(e) = session.write_response_header(Box::new(header)).await {
+    let has_body = head.framing != Framing::None;
+    if let Err(e) = client.write_out(has_body).await {
         notes.push(Note {
             level: Level::Info,
-            message: format!("client closed the connection while sending the response head to client ({e})"),
+            message: format!("{e} (the response head)"),
             upstream: None,
         });
         relayed.complete = false;
         return Ok((relayed, notes));
     }
-    relayed.head_bytes = session.response_written().map_or(0, wire_size);
     let _ = resp.split_to(head.head_len);
-    let body_result = relay_body(
-        session,
-        &conn,
-        resp,
-        head.framing,
-        cfg.read_timeout,
-        &mut relayed,
-        matches!(sent, Sent::Early),
-    )
-    .await;
+    let body_result =
+        relay_body(client, &conn, resp, head.framing, chunked, cfg.read_timeout, &mut relayed, early).await;
     if let Err(note) = body_result {
         relayed.complete = false;
         notes.push(note);
@@ -591,7 +570,7 @@ async fn exchange_with(
 }
 
 async fn send_request(
-    session: &mut ServerSession,
+    client: &mut Client<'_>,
     conn: &Conn,
     resp: &mut BytesMut,
     exchange: &Exchange<'_>,
@@ -628,8 +607,12 @@ async fn send_request(
             }
         }
         RequestBody::Streaming(_) => {
-            if expects_continue(&session.req_header().headers) {
-                let _ = session.write_continue_response().await;
+            // before the loop: the read below may be cancelled, a half-written 100 may not
+            if let Err(e) = client.send_continue().await {
+                return Err(client_gone(&ClientBodyError::Closed(match e {
+                    crate::http1::connection::SendError::Io(e) => Some(e),
+                    crate::http1::connection::SendError::TimedOut => None,
+                })));
             }
             loop {
                 let chunk = tokio::select! {
@@ -641,34 +624,36 @@ async fn send_request(
                         }
                         continue;
                     }
-                    c = session.read_request_body() => c,
+                    c = client.read_body() => c,
                 };
                 match chunk {
                     Ok(Some(bytes)) => {
-                        if !write_watching(conn, &bytes, resp, cfg.send_timeout).await? {
+                        if !write_watching(conn, bytes, resp, cfg.send_timeout).await? {
                             return Ok(Sent::Early);
                         }
                     }
                     Ok(None) => break,
-                    Err(e) => {
-                        let timed_out = matches!(e.etype(), pingora_core::ErrorType::ReadTimedout);
-                        return Err(Failure {
-                            status: if timed_out { 408 } else { 499 },
-                            level: Level::Info,
-                            message: if timed_out {
-                                "client timed out (110: Connection timed out) while sending request body"
-                                    .into()
-                            } else {
-                                format!("client prematurely closed connection while sending request to upstream ({e})")
-                            },
-                            health: false,
-                        });
-                    }
+                    Err(e) => return Err(client_gone(&e)),
                 }
             }
         }
     }
     Ok(Sent::All)
+}
+
+/// The client's body broke off while it was being sent on: 408 for a timeout, 400 for
+/// bad framing, else 499 (the client is gone).
+fn client_gone(e: &ClientBodyError) -> Failure {
+    Failure {
+        status: match e {
+            ClientBodyError::TimedOut => 408,
+            ClientBodyError::Framing(_) => 400,
+            ClientBodyError::Closed(_) => 499,
+        },
+        level: Level::Info,
+        message: format!("{e} while sending request to upstream"),
+        health: false,
+    }
 }
 
 /// Writes `data` while watching for uWSGI to answer early. `Ok(false)`: it answered or
@@ -768,64 +753,56 @@ async fn read_head(
     }
 }
 
-/// The response head for the client: the app's status and headers, framed for this
-/// client (Content-Length when known; chunked for HTTP/1.1; close-delimited for 1.0).
+/// The response head for the client, in nginx's order: the app's status and headers,
+/// framed for this client (Content-Length when known; chunked for HTTP/1.1; close-delimited
+/// for 1.0).
 fn client_head(
     head: &ResponseHead,
-    client_http10: bool,
     head_request: bool,
-) -> pingora_core::Result<ResponseHeader> {
-    let mut h = ResponseHeader::build(head.status, Some(head.headers.len() + 4))?;
-    if let Some(reason) = &head.reason {
-        h.set_reason_phrase(Some(reason))?;
-    }
+    chunked: bool,
+    keep_alive: bool,
+    date: &str,
+    out: &mut Vec<u8>,
+) {
     let named = |name: &'static str| head.headers.iter().find(move |(n, _)| n.eq_ignore_ascii_case(name));
-    // nginx's order: Server, Date, Content-Type, the length, Connection, then the rest
-    match named("server") {
-        Some((n, v)) => h.append_header(n.clone(), v.clone())?,
-        None => h.append_header("Server", crate::response::SERVER_NAME)?,
-    };
-    h.append_header("Date", pingora_core::protocols::http::date::get_cached_date())?;
+    let reason = head.reason.as_deref().unwrap_or_else(|| reason(head.status));
+    let app_server = named("server").map(|(n, v)| (n.as_bytes(), v.as_bytes()));
+    response_head::start_head(head.status, reason, app_server, date, out);
     if let Some((n, v)) = named("content-type") {
-        h.append_header(n.clone(), v.clone())?;
+        response_head::header(n.as_bytes(), v.as_bytes(), out);
     }
     match head.framing {
         Framing::Length(n) => {
-            h.append_header("Content-Length", n)?;
+            let _ = write!(out, "Content-Length: {n}\r\n");
         }
         Framing::None => {
             if let (true, Some(n)) = (head_request, head.declared_length) {
-                h.append_header("Content-Length", n)?;
+                let _ = write!(out, "Content-Length: {n}\r\n");
             }
         }
         Framing::Chunked | Framing::UntilClose => {
-            if !client_http10 {
-                h.append_header("Transfer-Encoding", "chunked")?;
+            if chunked {
+                out.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
             }
         }
     }
-    // the value is set by pingora once it knows whether the connection stays open
-    h.append_header("Connection", "keep-alive")?;
+    response_head::connection(keep_alive, out);
     for (name, value) in &head.headers {
         if name.eq_ignore_ascii_case("server") || name.eq_ignore_ascii_case("content-type") {
             continue;
         }
-        h.append_header(name.clone(), value.clone())?;
+        response_head::header(name.as_bytes(), value.as_bytes(), out);
     }
-    Ok(h)
+    out.extend_from_slice(b"\r\n");
 }
 
-/// The size of a response head on the wire: status line, header lines, blank line.
-fn wire_size(h: &ResponseHeader) -> u64 {
-    let status_line = "HTTP/1.1 200 \r\n".len() + h.get_reason_phrase().map_or(0, str::len);
-    (status_line + header_lines_len(&h.headers) + 2) as u64
-}
-
+#[allow(clippy::too_many_arguments)]
 async fn relay_body(
-    session: &mut ServerSession,
+    client: &mut Client<'_>,
     conn: &Conn,
     mut pending: BytesMut,
     framing: Framing,
+    chunked: bool,
     timeout: Duration,
     relayed: &mut Relayed,
     early: bool,
@@ -856,47 +833,63 @@ async fn relay_body(
                             ))
                         })?;
                         if !step.data.is_empty() {
-                            send_client(
-                                session,
-                                chunk.slice(pos + step.data.start..pos + step.data.end),
-                                relayed,
-                            )
-                            .await?;
+                            send_client(client, &chunk[pos + step.data.start..pos + step.data.end], chunked, relayed)
+                                .await?;
                         }
                         pos += step.consumed;
                     }
                 }
-                None => send_client(session, chunk, relayed).await?,
+                None => send_client(client, &chunk, chunked, relayed).await?,
             }
         }
         let done = remaining == Some(0) || decoder.as_ref().is_some_and(ChunkedDecoder::is_done);
         if done {
-            return Ok(());
+            return end_body(client, chunked, relayed).await;
         }
         pending.reserve(READ_CHUNK);
         match conn.read_more(&mut pending, timeout).await {
             Ok(Ok(0)) => {
                 return match framing {
-                    Framing::UntilClose => Ok(()),
+                    Framing::UntilClose => end_body(client, chunked, relayed).await,
                     _ => Err(broken("upstream prematurely closed connection while reading upstream; the client connection is closed so the truncated response is not taken as complete".into())),
                 }
             }
             Ok(Ok(_)) => {}
             // uWSGI resets the connection after answering without reading the body
-            Ok(Err(e)) if early && framing == Framing::UntilClose && is_peer_gone(&e) => return Ok(()),
+            Ok(Err(e)) if early && framing == Framing::UntilClose && is_peer_gone(&e) => {
+                return end_body(client, chunked, relayed).await
+            }
             Ok(Err(e)) => return Err(broken(io_failure("recv()", "reading upstream", &e).message)),
             Err(_) => return Err(broken("upstream timed out (110: Connection timed out) while reading upstream".into())),
         }
     }
 }
 
-async fn send_client(session: &mut ServerSession, data: Bytes, relayed: &mut Relayed) -> Result<(), Note> {
-    let len = data.len() as u64;
-    session.write_response_body(data, false).await.map_err(|e| Note {
-        level: Level::Info,
-        message: format!("client closed the connection or stopped reading while sending to client ({e})"),
-        upstream: None,
-    })?;
-    relayed.body_bytes += len;
+/// Passes body bytes on, as one chunk when the client gets the body chunked.
+async fn send_client(client: &mut Client<'_>, data: &[u8], chunked: bool, relayed: &mut Relayed) -> Result<(), Note> {
+    let before = client.bytes_sent();
+    let result = if chunked {
+        response_head::chunk_start(data.len(), client.out);
+        client.out.extend_from_slice(data);
+        client.out.extend_from_slice(CHUNK_END);
+        client.write_out(false).await
+    } else {
+        client.write_all(data, false).await
+    };
+    result.map_err(|e| Note { level: Level::Info, message: e.to_string(), upstream: None })?;
+    // what went on the wire, chunk framing included, as nginx counts it
+    relayed.body_bytes += client.bytes_sent() - before;
+    Ok(())
+}
+
+/// Ends a chunked body with its last chunk.
+async fn end_body(client: &mut Client<'_>, chunked: bool, relayed: &mut Relayed) -> Result<(), Note> {
+    if chunked {
+        client
+            .write_all(LAST_CHUNK, false)
+            .await
+            .map_err(|e| Note { level: Level::Info, message: e.to_string(), upstream: None })?;
+        relayed.body_bytes += LAST_CHUNK.len() as u64;
+    }
     Ok(())
 }

@@ -9,13 +9,15 @@ use crate::text::hex_digit;
 
 /// Longest chunk-size line (size, extensions) or trailer line accepted.
 const MAX_LINE: usize = 4096;
+/// Most trailer bytes accepted after the last chunk (they are dropped anyway).
+const MAX_TRAILERS: usize = 8192;
 
 /// Why a chunked body is malformed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ChunkError {
     /// A size that is not hex, or has no digits.
     BadSize,
-    /// A size that does not fit in 64 bits.
+    /// A size over 2^63 - 1 (the largest file offset).
     SizeOverflow,
     /// Chunk data not followed by CRLF.
     MissingCrlf,
@@ -29,7 +31,7 @@ impl fmt::Display for ChunkError {
             ChunkError::BadSize => "invalid chunk size",
             ChunkError::SizeOverflow => "chunk size overflows",
             ChunkError::MissingCrlf => "chunk data not followed by CRLF",
-            ChunkError::LineTooLong => "chunk size or trailer line too long",
+            ChunkError::LineTooLong => "chunk size line or trailers too long",
         })
     }
 }
@@ -69,6 +71,7 @@ pub struct ChunkedDecoder {
     size: u64,
     remaining: u64,
     line_len: usize,
+    trailer_len: usize,
 }
 
 impl Default for ChunkedDecoder {
@@ -79,7 +82,7 @@ impl Default for ChunkedDecoder {
 
 impl ChunkedDecoder {
     pub fn new() -> Self {
-        ChunkedDecoder { state: State::Size { digits: 0 }, size: 0, remaining: 0, line_len: 0 }
+        ChunkedDecoder { state: State::Size { digits: 0 }, size: 0, remaining: 0, line_len: 0, trailer_len: 0 }
     }
 
     /// Whether the last chunk and the trailers have been read.
@@ -101,6 +104,9 @@ impl ChunkedDecoder {
                             return Err(ChunkError::SizeOverflow);
                         }
                         self.size = self.size.checked_mul(16).ok_or(ChunkError::SizeOverflow)? | u64::from(v);
+                        if self.size > i64::MAX as u64 {
+                            return Err(ChunkError::SizeOverflow);
+                        }
                         self.state = State::Size { digits: digits + 1 };
                         self.bump_line()?;
                         i += 1;
@@ -152,6 +158,10 @@ impl ChunkedDecoder {
                 }
                 State::Trailer { line_len } => {
                     i += 1;
+                    self.trailer_len += 1;
+                    if self.trailer_len > MAX_TRAILERS {
+                        return Err(ChunkError::LineTooLong);
+                    }
                     if b == b'\n' {
                         if line_len == 0 {
                             self.state = State::Done;
@@ -237,6 +247,13 @@ mod tests {
         assert_eq!(decode_all(b"\r\n").unwrap_err(), ChunkError::BadSize);
         assert_eq!(decode_all(b"3\r\nabcX").unwrap_err(), ChunkError::MissingCrlf);
         assert_eq!(decode_all(b"10000000000000000\r\n").unwrap_err(), ChunkError::SizeOverflow);
+        assert_eq!(decode_all(b"8000000000000000\r\n").unwrap_err(), ChunkError::SizeOverflow);
+        assert_eq!(decode_all(b"7fffffffffffffff\r\n").unwrap().2, false);
+        let mut trailers = b"0\r\n".to_vec();
+        for _ in 0..1000 {
+            trailers.extend_from_slice(b"X-T: 1234567\r\n");
+        }
+        assert_eq!(decode_all(&trailers).unwrap_err(), ChunkError::LineTooLong);
         let mut long = b"1;".to_vec();
         long.extend(std::iter::repeat_n(b'e', 5000));
         assert_eq!(decode_all(&long).unwrap_err(), ChunkError::LineTooLong);
