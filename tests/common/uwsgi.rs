@@ -1,5 +1,5 @@
 //! A real uWSGI (from the project's .venv, made by scripts/setup-python) running the test
-//! app tests/wsgi/test_app.py on a Unix socket.
+//! app tests/wsgi/test_app.py (or another WSGI file) on a Unix socket.
 
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -26,16 +26,23 @@ pub struct Uwsgi {
     child: Option<Child>,
     pub socket: PathBuf,
     pub log: PathBuf,
+    app: PathBuf,
     args: Vec<String>,
 }
 
 impl Uwsgi {
     /// Starts uWSGI with the test app on `socket`; `extra` adds uWSGI options.
     pub fn start(socket: &Path, extra: &[&str]) -> Uwsgi {
+        Self::start_app(socket, &repo().join("tests/wsgi/test_app.py"), extra)
+    }
+
+    /// As [`Uwsgi::start`], running the WSGI file `app` instead of the test app.
+    pub fn start_app(socket: &Path, app: &Path, extra: &[&str]) -> Uwsgi {
         let mut u = Uwsgi {
             child: None,
             socket: socket.to_path_buf(),
             log: socket.with_extension("log"),
+            app: app.to_path_buf(),
             args: extra.iter().map(|s| s.to_string()).collect(),
         };
         u.spawn();
@@ -48,7 +55,7 @@ impl Uwsgi {
             .arg("--socket")
             .arg(&self.socket)
             .arg("--wsgi-file")
-            .arg(repo().join("tests/wsgi/test_app.py"))
+            .arg(&self.app)
             .args(["--master", "--processes", "2", "--die-on-term", "--disable-logging", "--need-app"])
             .arg("--logto")
             .arg(&self.log)
