@@ -652,29 +652,37 @@ impl Exchange<'_> {
         }
     }
 
-    /// Reads and drops the rest of the body, up to `limit` bytes (0: no limit) and for at
-    /// most `time`; `false` if it could not be read to its end (then the connection must
-    /// be closed, lingering).
-    pub async fn discard_body(&mut self, limit: u64, time: Duration) -> bool {
+    /// Reads and drops what of the body already arrived with the head, without
+    /// waiting: a framing error found here can still be answered with 400.
+    pub fn discard_buffered(&mut self) -> Result<(), ChunkError> {
+        while self.body_buf.is_none() && self.pos < self.leftover.len() && !self.body.is_done() {
+            let step = self.body.step(&self.leftover[self.pos..])?;
+            self.pos += step.consumed;
+            self.body_read += step.consumed as u64;
+        }
+        Ok(())
+    }
+
+    /// Reads and drops the rest of the body, as nginx does after answering a request
+    /// whose body nobody wanted: each read may wait `lingering_timeout`, all of them
+    /// `lingering_time`. `false`: it was not read to its end (close the connection).
+    pub async fn discard_body(&mut self) -> bool {
         if self.body.is_done() {
             return true;
         }
-        if self.continue_wanted {
-            // the client has not sent the body and will not unless asked: nothing to read
-            return false;
-        }
-        let cap = if limit == 0 { u64::MAX } else { limit };
-        let until = Instant::now() + time;
-        loop {
+        // the client is not asked for the body: it sends it anyway, or not at all
+        self.continue_wanted = false;
+        let per_read = std::mem::replace(&mut self.body_timeout, LINGERING_TIMEOUT);
+        let until = Instant::now() + LINGERING_TIME;
+        let done = loop {
             match timeout_at(until, self.read_body()).await {
                 Ok(Ok(Some(_))) => {}
-                Ok(Ok(None)) => return true,
-                _ => return false,
+                Ok(Ok(None)) => break true,
+                _ => break false,
             }
-            if self.body_read > cap {
-                return false;
-            }
-        }
+        };
+        self.body_timeout = per_read;
+        done
     }
 
     /// Writes response bytes; `more`: further bytes follow at once (hold a short write

@@ -38,8 +38,6 @@ use super::request::{RequestInfo, ResponseInfo, Vars};
 
 /// nginx stops after this many internal redirects (index, try_files, error_page).
 const MAX_INTERNAL_REDIRECTS: usize = 10;
-/// Longest time spent reading a body nobody wants before giving up on keep-alive.
-const DISCARD_TIME: Duration = Duration::from_secs(5);
 
 thread_local! {
     /// The access-log line being formatted, reused by every request on this thread.
@@ -379,17 +377,17 @@ impl App {
         keep_alive: bool,
         upstream: UpstreamFields,
     ) -> Done {
-        let settings = &rt.site.connection;
+        let mut reply = reply;
         let mut keep_alive = keep_alive && !closes_connection(reply.head.status);
-        let mut linger = false;
-        if ex.body_pending() {
-            if keep_alive && ex.discard_body(settings.client_max_body_size, DISCARD_TIME).await {
-                // read to its end: the connection is clean
-            } else {
+        if keep_alive && ex.body_pending() {
+            // what came with the head is read now: bad framing there is still a 400
+            if let Err(e) = ex.discard_buffered() {
+                notes.push(Note::new(Level::Info, format!("client sent invalid chunked body ({e})")));
+                reply = Reply::error(400);
                 keep_alive = false;
-                linger = true;
             }
         }
+        let linger = ex.body_pending();
         let result = send_reply(ex, &reply, head_only, keep_alive, sendfile).await;
         let mut response = ResponseInfo {
             status: reply.head.status,
@@ -404,7 +402,9 @@ impl App {
             Ok(sent) => {
                 response.head_bytes = sent.head_bytes;
                 response.body_bytes = sent.body_bytes;
-                Done { keep_alive, linger }
+                // the rest of an unwanted body is read after the answer, as nginx does
+                let clean = keep_alive && (!linger || ex.discard_body().await);
+                Done { keep_alive: clean, linger: linger && !keep_alive }
             }
             Err(e) => {
                 notes.push(Note::new(Level::Info, e.to_string()));
