@@ -120,6 +120,16 @@ pub fn normalize_path(raw: &[u8], out: &mut Vec<u8>) -> Result<(), UriError> {
     Ok(())
 }
 
+/// [`normalize_path`] without a copy when the path is already normal (the common case).
+pub fn normalized(raw: &[u8]) -> Result<std::borrow::Cow<'_, [u8]>, UriError> {
+    if raw.first() == Some(&b'/') && memchr::memchr(0, raw).is_none() && is_already_normal(raw) {
+        return Ok(std::borrow::Cow::Borrowed(raw));
+    }
+    let mut out = Vec::new();
+    normalize_path(raw, &mut out)?;
+    Ok(std::borrow::Cow::Owned(out))
+}
+
 /// True when the path has nothing to decode, merge or resolve: the common case, copied as is.
 fn is_already_normal(raw: &[u8]) -> bool {
     memchr::memchr(b'%', raw).is_none()

@@ -50,7 +50,7 @@ impl fmt::Display for InvalidHost {
 
 /// Validates and normalises a host as nginx's `$host`: lower-cased, port and trailing dot
 /// removed. Slashes, backslashes, control bytes and `..` are refused.
-pub fn normalize_host(raw: &[u8]) -> Result<String, InvalidHost> {
+pub fn normalize_host(raw: &[u8]) -> Result<std::borrow::Cow<'_, str>, InvalidHost> {
     let host = if raw.first() == Some(&b'[') {
         let end = memchr::memchr(b']', raw).ok_or(InvalidHost)?;
         &raw[..=end]
@@ -68,7 +68,11 @@ pub fn normalize_host(raw: &[u8]) -> Result<String, InvalidHost> {
         return Err(InvalidHost);
     }
     let text = std::str::from_utf8(host).map_err(|_| InvalidHost)?;
-    Ok(text.to_ascii_lowercase())
+    Ok(if text.bytes().any(|b| b.is_ascii_uppercase()) {
+        std::borrow::Cow::Owned(text.to_ascii_lowercase())
+    } else {
+        std::borrow::Cow::Borrowed(text)
+    })
 }
 
 /// What a `[[server]]` block says about which requests are its own.

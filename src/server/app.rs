@@ -29,10 +29,11 @@ use crate::response::{closes_connection, Reply};
 use crate::routing::locations::{Captures, LocationId};
 use crate::routing::servers::{normalize_host, InvalidHost, ServerTable};
 use crate::static_files::serve::{serve, try_files, FileRequest, Outcome};
-use crate::uri::{normalize_path, split_target};
+use crate::uri::{normalized, split_target};
 use crate::uwsgi::codec::request::{encode_request, CgiRequest, EncodeOptions};
 use crate::uwsgi::forward::{forward, prepare_body, upstream_label, Exchange as UwsgiExchange, Upstream};
 
+use super::recycled_box::RecycledBox;
 use super::reply::send_reply;
 use super::request::{RequestInfo, ResponseInfo, Vars};
 
@@ -161,9 +162,10 @@ impl App {
             let requests = conn.requests;
             let (req, mut ex) = conn.exchange(&head, defaults.send_timeout, defaults.client_body_timeout);
             // boxed: an idle keep-alive connection waits above with only a pointer to spare,
-            // not the whole state of a request being served
+            // not the whole state of a request being served; the slot is reused
             let (done, site_keepalive) =
-                Box::pin(self.serve_request(req, &mut ex, peer, requests, stopping_now, &mut packet)).await;
+                RecycledBox::new(self.serve_request(req, &mut ex, peer, requests, stopping_now, &mut packet))
+                    .await;
             keepalive_timeout = site_keepalive;
             let after = ex.into_after();
             match after.filter(|_| done.keep_alive) {
@@ -210,7 +212,7 @@ impl App {
         let started = std::time::Instant::now();
         let host = req.host().map(normalize_host);
         let site_id = match (&host, peer.local) {
-            (Some(Ok(h)), Some(l)) => self.servers.pick(l, Some(h)),
+            (Some(Ok(h)), Some(l)) => self.servers.pick(l, Some(h.as_ref())),
             (_, Some(l)) => self.servers.default_for(l),
             _ => 0,
         };
@@ -230,12 +232,12 @@ impl App {
             method_name: req.method_name(),
             request_uri: Cow::Borrowed(&[]),
             query: None,
-            uri: Vec::new(),
-            host: String::new(),
+            uri: Cow::Borrowed(&[]),
+            host: Cow::Borrowed(""),
             remote: peer.remote,
             local: peer.local,
             captures: Captures::default(),
-            document_root: Vec::new(),
+            document_root: b"",
         };
         let mut notes: Vec<Note> = Vec::new();
 
@@ -257,7 +259,7 @@ impl App {
     }
 
     /// Location search and the internal redirects that follow from it.
-    fn route(&self, site: &Site, info: &mut RequestInfo, notes: &mut Vec<Note>) -> Action {
+    fn route<'r>(&self, site: &'r Site, info: &mut RequestInfo<'r>, notes: &mut Vec<Note>) -> Action {
         enum Next {
             Uri,
             Named(LocationId),
@@ -277,8 +279,7 @@ impl App {
             let outcome = match loc_id {
                 Some(id) => {
                     let loc = &site.locations[id];
-                    info.document_root.clear();
-                    info.document_root.extend_from_slice(loc.files.mapping.document_root().unwrap_or(b""));
+                    info.document_root = loc.files.mapping.document_root().unwrap_or(b"");
                     match self.run_location(site, loc, info, notes) {
                         Some(o) => o,
                         None => return Action::Forward(id),
@@ -295,7 +296,7 @@ impl App {
                     return Action::Reply(r, sendfile);
                 }
                 Outcome::Redirect(uri) => {
-                    info.uri = uri;
+                    info.uri = Cow::Owned(uri);
                     next = Next::Uri;
                 }
                 Outcome::Named(name) => match site.index.named(&name) {
@@ -313,7 +314,7 @@ impl App {
                                 info.method = Method::Get;
                                 info.method_name = b"GET";
                             }
-                            info.uri = uri.clone();
+                            info.uri = Cow::Owned(uri.clone());
                             next = Next::Uri;
                         }
                         Some(ErrorTarget::Named { name, status }) => {
@@ -352,7 +353,8 @@ impl App {
             try_files(&loc.files, &file_request(info, &vars))
         };
         match tried {
-            Ok(uri) => info.uri = uri,
+            Ok(Some(uri)) => info.uri = Cow::Owned(uri),
+            Ok(None) => {}
             Err(fallback) => return Some(*fallback),
         }
         if loc.uwsgi.is_some() {
@@ -391,7 +393,7 @@ impl App {
         let result = send_reply(ex, &reply, head_only, keep_alive, sendfile).await;
         let mut response = ResponseInfo {
             status: reply.head.status,
-            content_type: reply.head.content_type.as_deref().map(str::to_string),
+            content_type: reply.head.content_type.clone(),
             location: reply.head.location.clone(),
             upstream_addr: upstream.addr,
             upstream_status: upstream.status,
@@ -548,7 +550,7 @@ impl App {
                     upstream_addr: fields.addr,
                     upstream_status: fields.status,
                     upstream_time: fields.time,
-                    content_type: relayed.content_type,
+                    content_type: relayed.content_type.map(Cow::Owned),
                     location: relayed.location,
                 };
                 self.log_request(rt, info, &notes, &response, ex.body_bytes_read());
@@ -622,10 +624,10 @@ impl App {
 
 /// Target and Host checks: 400 for what nginx refuses before routing, 413 for a body
 /// over `client_max_body_size`.
-fn check_request(
-    site: &Site,
-    info: &mut RequestInfo,
-    host: Option<Result<String, InvalidHost>>,
+fn check_request<'r>(
+    site: &'r Site,
+    info: &mut RequestInfo<'r>,
+    host: Option<Result<Cow<'r, str>, InvalidHost>>,
     notes: &mut Vec<Note>,
 ) -> Result<(), u16> {
     // the target before the Host header, in the order nginx reads them
@@ -635,7 +637,7 @@ fn check_request(
     })?;
     info.query = target.query;
     info.request_uri = request_uri(info.req.target(), target.raw_path, target.query);
-    normalize_path(target.raw_path, &mut info.uri).map_err(|e| {
+    info.uri = normalized(target.raw_path).map_err(|e| {
         notes.push(Note::new(Level::Info, format!("client sent invalid request: {e}")));
         400u16
     })?;
@@ -652,13 +654,13 @@ fn check_request(
         // HTTP/1.0 without Host: the server's name, else the address it was reached at
         // (redirects need a host to name)
         None if site.name.is_empty() => {
-            info.host = match info.local {
+            info.host = Cow::Owned(match info.local {
                 Some(SocketAddr::V6(a)) => format!("[{}]", a.ip()),
                 Some(a) => a.ip().to_string(),
                 None => String::new(),
-            }
+            })
         }
-        None => info.host = site.name.clone(),
+        None => info.host = Cow::Borrowed(&site.name),
     }
     let max = site.connection.client_max_body_size;
     if let BodyFraming::Length(len) = info.req.head().body {

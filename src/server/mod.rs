@@ -14,6 +14,8 @@ mod request;
 #[cfg(feature = "server")]
 mod run;
 #[cfg(feature = "server")]
+mod recycled_box;
+#[cfg(feature = "server")]
 mod reply;
 
 #[cfg(feature = "server")]

@@ -3,7 +3,7 @@
 //! stream is a plain socket and the location has `sendfile` on, else read and written.
 
 use crate::http1::connection::{Exchange, SendError};
-use crate::response::{Body, Part, Reply};
+use crate::response::{Body, Part, Parts, Reply};
 
 /// What went out, for the access log.
 #[derive(Clone, Copy, Debug, Default)]
@@ -34,7 +34,11 @@ pub async fn send_reply(
             ex.out.extend_from_slice(b);
             ex.write_out(false).await?;
         }
-        Body::File { file, parts } => {
+        Body::File { file, parts: Parts::Range { offset, len } } => {
+            ex.write_out(*len > 0).await?;
+            ex.send_file(file, *offset, *len, zero_copy).await?;
+        }
+        Body::File { file, parts: Parts::Multipart(parts) } => {
             ex.write_out(!parts.is_empty()).await?;
             for (i, part) in parts.iter().enumerate() {
                 let more = i + 1 < parts.len();

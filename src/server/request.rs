@@ -26,16 +26,17 @@ pub struct RequestInfo<'r> {
     pub request_uri: Cow<'r, [u8]>,
     /// Raw query after the first `?` (`$args`).
     pub query: Option<&'r [u8]>,
-    /// The current normalised URI (`$uri`); internal redirects change it.
-    pub uri: Vec<u8>,
+    /// The current normalised URI (`$uri`); internal redirects change it. Borrowed from
+    /// the target when it needed no normalising.
+    pub uri: Cow<'r, [u8]>,
     /// `$host`: the normalised host, or the server's name when the request had none.
-    pub host: String,
+    pub host: Cow<'r, str>,
     pub remote: Option<SocketAddr>,
     pub local: Option<SocketAddr>,
     /// Captures from the regex location currently serving the request.
     pub captures: Captures,
     /// `$document_root` of the location serving the request.
-    pub document_root: Vec<u8>,
+    pub document_root: &'r [u8],
 }
 
 impl RequestInfo<'_> {
@@ -66,7 +67,7 @@ pub struct ResponseInfo {
     pub upstream_status: Option<u16>,
     pub upstream_time: Option<Duration>,
     /// Response headers worth `$sent_http_NAME`: content type and location.
-    pub content_type: Option<String>,
+    pub content_type: Option<Cow<'static, str>>,
     pub location: Option<String>,
 }
 
@@ -108,7 +109,7 @@ impl VarSource for Vars<'_, '_> {
             Var::ServerAddr => return shown(out, info.local.map(|a| a.ip())),
             Var::ServerPort => return shown(out, info.local.map(|a| a.port())),
             Var::ServerName => out.extend_from_slice(self.server_name.as_bytes()),
-            Var::DocumentRoot => out.extend_from_slice(&info.document_root),
+            Var::DocumentRoot => out.extend_from_slice(info.document_root),
             Var::Connection => {
                 let _ = write!(out, "{}", info.connection);
             }

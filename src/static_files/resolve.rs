@@ -41,7 +41,8 @@ pub enum Mapping {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MappedPath<'c> {
     pub base: &'c [u8],
-    pub rel: Vec<u8>,
+    /// Borrowed from the URI when it maps as it is (`root`, most aliases).
+    pub rel: std::borrow::Cow<'c, [u8]>,
 }
 
 impl MappedPath<'_> {
@@ -55,7 +56,7 @@ impl MappedPath<'_> {
     /// The path to give `openat2` beneath the base: `rel` without its leading slashes,
     /// `.` for the base itself.
     pub fn beneath(&self) -> &[u8] {
-        let r = self.rel.as_slice();
+        let r: &[u8] = &self.rel;
         let start = r.iter().position(|&b| b != b'/').unwrap_or(r.len());
         if start == r.len() {
             b"."
@@ -116,17 +117,21 @@ impl Mapping {
     }
 
     /// Maps a normalised `uri` (with the location's `captures`, for regex aliases).
-    pub fn map(&self, uri: &[u8], vars: &dyn VarSource) -> Result<MappedPath<'_>, Unmappable> {
+    pub fn map<'a>(&'a self, uri: &'a [u8], vars: &dyn VarSource) -> Result<MappedPath<'a>, Unmappable> {
+        use std::borrow::Cow;
         let mapped = match self {
             Mapping::Unmapped => return Err(Unmappable::NoRoot),
-            Mapping::Root(root) => MappedPath { base: root, rel: uri.to_vec() },
+            Mapping::Root(root) => MappedPath { base: root, rel: Cow::Borrowed(uri) },
             Mapping::AliasPrefix { prefix_len, base, dir } => {
                 let rest = uri.get(*prefix_len..).unwrap_or(b"");
-                let mut rel = Vec::with_capacity(rest.len() + 1);
-                if *dir && !rest.starts_with(b"/") {
+                let rel = if *dir && !rest.starts_with(b"/") {
+                    let mut rel = Vec::with_capacity(rest.len() + 1);
                     rel.push(b'/');
-                }
-                rel.extend_from_slice(rest);
+                    rel.extend_from_slice(rest);
+                    Cow::Owned(rel)
+                } else {
+                    Cow::Borrowed(rest)
+                };
                 if !rel.is_empty() && !rel.starts_with(b"/") {
                     // `/robots.txtX` against `alias .../robots.txt`: a sibling, not inside
                     return Err(Unmappable::Outside);
@@ -137,9 +142,9 @@ impl Mapping {
                 let mut full = Vec::new();
                 template.render(vars, Escape::None, &mut full);
                 let rel = full.split_off(base.len().min(full.len()));
-                MappedPath { base, rel }
+                MappedPath { base, rel: Cow::Owned(rel) }
             }
-            Mapping::AliasFixed(path) => MappedPath { base: path, rel: Vec::new() },
+            Mapping::AliasFixed(path) => MappedPath { base: path, rel: Cow::Borrowed(b"") },
         };
         if has_dot_segment(&mapped.rel) || mapped.rel.contains(&0) {
             return Err(Unmappable::Outside);
@@ -205,7 +210,7 @@ mod tests {
 
     fn map(m: &Mapping, uri: &str) -> Result<(String, String), Unmappable> {
         m.map(uri.as_bytes(), &NoVars)
-            .map(|p| (String::from_utf8(p.base.to_vec()).unwrap(), String::from_utf8(p.rel).unwrap()))
+            .map(|p| (String::from_utf8(p.base.to_vec()).unwrap(), String::from_utf8(p.rel.into_owned()).unwrap()))
     }
 
     fn ok(base: &str, rel: &str) -> Result<(String, String), Unmappable> {
@@ -248,7 +253,7 @@ mod tests {
         let f = idx.find(b"/_themes/aurora/css/styles.css").unwrap();
         let p = m.map(b"/_themes/aurora/css/styles.css", &CaptureVars(&f.captures)).unwrap();
         assert_eq!(p.base, b"/srv/themes");
-        assert_eq!(p.rel, b"/aurora/static/css/styles.css");
+        assert_eq!(&*p.rel, b"/aurora/static/css/styles.css");
         assert_eq!(p.beneath(), b"aurora/static/css/styles.css");
 
         // `..` as a whole capture, as a crafted request could make it
@@ -267,9 +272,9 @@ mod tests {
 
     #[test]
     fn beneath_is_relative() {
-        let p = MappedPath { base: b"/b", rel: b"//x/y".to_vec() };
+        let p = MappedPath { base: b"/b", rel: b"//x/y".to_vec().into() };
         assert_eq!(p.beneath(), b"x/y");
-        let p = MappedPath { base: b"/b", rel: b"/".to_vec() };
+        let p = MappedPath { base: b"/b", rel: b"/".to_vec().into() };
         assert_eq!(p.beneath(), b".");
         assert_eq!(p.full(), b"/b/");
     }

@@ -7,7 +7,7 @@ use bytes::Bytes;
 
 use crate::http1::request_head::{Known, Method, Request};
 use crate::log::{Level, Note};
-use crate::response::{Body, Head, Part, Reply};
+use crate::response::{Body, Head, Part, Parts, Reply};
 use crate::uri::escape_path;
 use crate::variables::{Escape, VarSource};
 
@@ -47,20 +47,20 @@ pub enum Outcome {
     Named(String),
 }
 
-/// Runs `try_files`: `Ok(uri)` is the entry that exists (the URI to serve from now on),
-/// `Err(outcome)` is the fallback.
-pub fn try_files(cfg: &FilesConfig, req: &FileRequest) -> Result<Vec<u8>, Box<Outcome>> {
+/// Runs `try_files`: `Ok(Some(uri))` is the entry that exists, when it is another URI
+/// (the URI to serve from now on), `Ok(None)` leaves the URI as it is, `Err(outcome)` is
+/// the fallback.
+pub fn try_files(cfg: &FilesConfig, req: &FileRequest) -> Result<Option<Vec<u8>>, Box<Outcome>> {
     let Some(tf) = &cfg.try_files else {
-        return Ok(req.uri.to_vec());
+        return Ok(None);
     };
     let mut candidate = Vec::new();
     for check in &tf.checks {
         candidate.clear();
         check.path.render(req.vars, Escape::None, &mut candidate);
-        if let Ok(path) = cfg.mapping.map(&candidate, req.vars) {
-            if exists(&path, check.directory, cfg.symlinks) {
-                return Ok(candidate);
-            }
+        let found = cfg.mapping.map(&candidate, req.vars).is_ok_and(|p| exists(&p, check.directory, cfg.symlinks));
+        if found {
+            return Ok((candidate != req.uri).then_some(candidate));
         }
     }
     Err(Box::new(match &tf.fallback {
@@ -167,10 +167,9 @@ fn serve_index(cfg: &FilesConfig, req: &FileRequest, notes: &mut Vec<Note>) -> O
         candidate.clear();
         candidate.extend_from_slice(req.uri);
         candidate.extend_from_slice(index);
-        if let Ok(path) = cfg.mapping.map(&candidate, req.vars) {
-            if exists(&path, false, cfg.symlinks) {
-                return Outcome::Redirect(candidate);
-            }
+        let found = cfg.mapping.map(&candidate, req.vars).is_ok_and(|p| exists(&p, false, cfg.symlinks));
+        if found {
+            return Outcome::Redirect(candidate);
         }
     }
     let shown = String::from_utf8_lossy(&dir.full()).into_owned();
@@ -205,7 +204,8 @@ fn file_reply(file: std::fs::File, facts: FileFacts, req: &FileRequest) -> Outco
         Conditional::NotModified => {
             let mut head = Head::new(304);
             head.last_modified = Some(facts.mtime);
-            return Outcome::Reply(Reply { head: head.with("ETag", etag), body: Body::Empty });
+            head.etag = Some(etag);
+            return Outcome::Reply(Reply { head, body: Body::Empty });
         }
         Conditional::Proceed => {}
     }
@@ -217,16 +217,16 @@ fn file_reply(file: std::fs::File, facts: FileFacts, req: &FileRequest) -> Outco
     let parts = match decision {
         RangeDecision::Full => {
             head.content_length = Some(facts.size);
-            head.header("ETag", etag);
-            head.header("Accept-Ranges", "bytes");
-            vec![Part::File { offset: 0, len: facts.size }]
+            head.etag = Some(etag);
+            head.accept_ranges = true;
+            Parts::Range { offset: 0, len: facts.size }
         }
         RangeDecision::Single(r) => {
             head.status = 206;
             head.content_length = Some(r.len());
-            head.header("ETag", etag);
+            head.etag = Some(etag);
             head.header("Content-Range", r.content_range(facts.size));
-            vec![Part::File { offset: r.start, len: r.len() }]
+            Parts::Range { offset: r.start, len: r.len() }
         }
         RangeDecision::Multiple(ranges) => {
             let boundary = format!("{:020}", BOUNDARY.fetch_add(1, Ordering::Relaxed) + 1);
@@ -241,8 +241,8 @@ fn file_reply(file: std::fs::File, facts: FileFacts, req: &FileRequest) -> Outco
             parts.push(Part::Bytes(Bytes::from(format!("\r\n--{boundary}--\r\n"))));
             head.status = 206;
             head.content_type = Some(format!("multipart/byteranges; boundary={boundary}").into());
-            head.header("ETag", etag);
-            let mut reply = Reply { head, body: Body::File { file, parts } };
+            head.etag = Some(etag);
+            let mut reply = Reply { head, body: Body::File { file, parts: Parts::Multipart(parts) } };
             reply.head.content_length = Some(reply.body_len());
             return Outcome::Reply(reply);
         }
