@@ -4,6 +4,7 @@
 //! log formatting, configuration validation) are usable on their own, which is what the
 //! tests, benchmarks and fuzz targets do; `server` is the thin async shell around them.
 
+pub mod buffer_pool;
 pub mod config;
 pub mod error_pages;
 pub mod http1;

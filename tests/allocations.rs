@@ -136,7 +136,7 @@ const CASES: [Case; 3] = [
         request: b"GET /hello HTTP/1.1\r\nHost: localhost\r\nUser-Agent: portico-alloc-test/1\r\nAccept: */*\r\n\r\n",
         status: 200,
         body_len: Some(13),
-        target: 20,
+        target: 9,
         needs_uwsgi: true,
     },
 ];

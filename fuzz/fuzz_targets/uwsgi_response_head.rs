@@ -14,10 +14,13 @@ fuzz_target!(|data: &[u8]| {
             if head {
                 assert_eq!(h.framing, Framing::None);
             }
-            for (name, _) in &h.headers {
-                for hop in ["content-length", "transfer-encoding", "connection"] {
+            let _ = h.reason(data);
+            for (name, value) in h.headers(data) {
+                for hop in [&b"content-length"[..], b"transfer-encoding", b"connection"] {
                     assert!(!name.eq_ignore_ascii_case(hop));
                 }
+                // what is relayed to the client carries no line breaks
+                assert!(!value.contains(&b'\n') && !value.contains(&b'\r'));
             }
         }
     }

@@ -59,7 +59,6 @@ struct Buffers {
 
 thread_local! {
     static HEAD_POOL: RefCell<Vec<Buffers>> = const { RefCell::new(Vec::new()) };
-    static BODY_POOL: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
 }
 
 fn take_buffers() -> Buffers {
@@ -87,17 +86,11 @@ fn give_buffers(mut b: Buffers) {
 }
 
 fn take_body_buffer() -> Vec<u8> {
-    BODY_POOL.with(|p| p.borrow_mut().pop()).unwrap_or_else(|| Vec::with_capacity(BODY_BUFFER))
+    crate::buffer_pool::take(BODY_BUFFER)
 }
 
-fn give_body_buffer(mut b: Vec<u8>) {
-    b.clear();
-    BODY_POOL.with(|p| {
-        let mut p = p.borrow_mut();
-        if p.len() < POOLED {
-            p.push(b);
-        }
-    });
+fn give_body_buffer(b: Vec<u8>) {
+    crate::buffer_pool::give(b);
 }
 
 /// The connection's timeouts and limits (the address's default server's, as nginx uses

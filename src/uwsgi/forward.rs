@@ -157,7 +157,7 @@ impl Conn {
         }
     }
 
-    fn try_read_buf(&self, buf: &mut BytesMut) -> io::Result<usize> {
+    fn try_read_buf(&self, buf: &mut Vec<u8>) -> io::Result<usize> {
         match self {
             Conn::Unix(s) => s.try_read_buf(buf),
             Conn::Tcp(s) => s.try_read_buf(buf),
@@ -179,7 +179,7 @@ impl Conn {
     }
 
     /// Reads more into `buf`, waiting up to `timeout` for data; `Ok(0)` is end of stream.
-    async fn read_more(&self, buf: &mut BytesMut, timeout: Duration) -> Result<io::Result<usize>, Elapsed> {
+    async fn read_more(&self, buf: &mut Vec<u8>, timeout: Duration) -> Result<io::Result<usize>, Elapsed> {
         if buf.capacity() - buf.len() < 4096 {
             buf.reserve(8192);
         }
@@ -301,10 +301,10 @@ pub async fn forward(client: &mut Client<'_>, upstream: &Upstream, exchange: Exc
                 return failed(last_status, notes, addrs, started);
             }
         };
-        let addr = slot.addr().clone();
+        let addr = slot.addr();
         tried.push(slot.index());
         addrs.push(addr.to_string());
-        match connect(&addr, cfg.connect_timeout).await {
+        match connect(addr, cfg.connect_timeout).await {
             Ok(s) => break (s, slot),
             Err(f) => {
                 pool.record_failure(slot.index(), Instant::now());
@@ -312,21 +312,21 @@ pub async fn forward(client: &mut Client<'_>, upstream: &Upstream, exchange: Exc
                 notes.push(Note {
                     level: f.level,
                     message: f.message,
-                    upstream: Some(upstream_label(&addr)),
+                    upstream: Some(upstream_label(addr)),
                 });
             }
         }
     };
 
-    let label = upstream_label(slot.addr());
+    let label = || upstream_label(slot.addr());
     let outcome = exchange_with(client, stream, cfg, exchange).await;
     let upstream_time = Some(started.elapsed());
-    let addr_list = Some(addrs.join(", "));
+    let addr_list = Some(join(addrs));
     match outcome {
         Ok((relayed, mut relay_notes)) => {
             pool.record_success(slot.index());
             for n in &mut relay_notes {
-                n.upstream = Some(label.clone());
+                n.upstream = Some(label());
             }
             notes.append(&mut relay_notes);
             Forwarded {
@@ -341,7 +341,7 @@ pub async fn forward(client: &mut Client<'_>, upstream: &Upstream, exchange: Exc
             if f.health {
                 pool.record_failure(slot.index(), Instant::now());
             }
-            notes.push(Note { level: f.level, message: f.message, upstream: Some(label) });
+            notes.push(Note { level: f.level, message: f.message, upstream: Some(label()) });
             Forwarded {
                 result: Err(f.status),
                 notes,
@@ -354,13 +354,22 @@ pub async fn forward(client: &mut Client<'_>, upstream: &Upstream, exchange: Exc
 }
 
 fn failed(status: u16, notes: Vec<Note>, addrs: Vec<String>, started: Instant) -> Forwarded {
+    let tried = !addrs.is_empty();
     Forwarded {
         result: Err(status),
         notes,
-        upstream_status: (!addrs.is_empty()).then_some(status),
-        upstream_addr: (!addrs.is_empty()).then(|| addrs.join(", ")),
-        upstream_time: (!addrs.is_empty()).then(|| started.elapsed()),
+        upstream_status: tried.then_some(status),
+        upstream_addr: tried.then(|| join(addrs)),
+        upstream_time: tried.then(|| started.elapsed()),
     }
+}
+
+/// `$upstream_addr`: the servers tried, as nginx lists them.
+fn join(mut addrs: Vec<String>) -> String {
+    if addrs.len() == 1 {
+        return addrs.pop().unwrap_or_default();
+    }
+    addrs.join(", ")
 }
 
 fn show_duration(d: Duration) -> String {
@@ -518,19 +527,26 @@ async fn exchange_with(
     cfg: &UpstreamConfig,
     exchange: Exchange<'_>,
 ) -> Result<(Relayed, Vec<Note>), Failure> {
-    let mut resp = BytesMut::with_capacity(8192);
-    let sent = send_request(client, &conn, &mut resp, &exchange, cfg).await?;
+    let mut resp = crate::buffer_pool::take(READ_CHUNK);
+    let result = relay(client, &conn, &mut resp, cfg, exchange).await;
+    crate::buffer_pool::give(resp);
+    result
+}
+
+/// The exchange proper, with `resp` the buffer uWSGI's answer is read into.
+async fn relay(
+    client: &mut Client<'_>,
+    conn: &Conn,
+    resp: &mut Vec<u8>,
+    cfg: &UpstreamConfig,
+    exchange: Exchange<'_>,
+) -> Result<(Relayed, Vec<Note>), Failure> {
+    let sent = send_request(client, conn, resp, &exchange, cfg).await?;
     let early = matches!(sent, Sent::Early);
 
-    let head = read_head(&conn, &mut resp, exchange.head_request, cfg.read_timeout, early).await?;
+    let head = read_head(conn, resp, exchange.head_request, cfg.read_timeout, early).await?;
     let mut notes = Vec::new();
-    let value_of = |name: &str| {
-        head.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .and_then(|(_, v)| v.to_str().ok())
-            .map(str::to_string)
-    };
+    let value_of = |name: &str| head.header(resp, name).map(|v| String::from_utf8_lossy(v).into_owned());
     let content_type = value_of("content-type");
     let location = value_of("location");
     // a body the app did not read, or one delimited by the close, ends the connection
@@ -538,7 +554,7 @@ async fn exchange_with(
     let keep_alive = exchange.keep_alive && !client.body_pending() && !close_delimited;
     let chunked = !exchange.client_http10 && matches!(head.framing, Framing::Chunked | Framing::UntilClose);
     crate::log::clock::with_http_date(|date| {
-        client_head(&head, exchange.head_request, chunked, keep_alive, date, client.out)
+        client_head(&head, resp, exchange.head_request, chunked, keep_alive, date, client.out)
     });
     let mut relayed = Relayed {
         status: head.status,
@@ -559,9 +575,9 @@ async fn exchange_with(
         relayed.complete = false;
         return Ok((relayed, notes));
     }
-    let _ = resp.split_to(head.head_len);
     let body_result =
-        relay_body(client, &conn, resp, head.framing, chunked, cfg.read_timeout, &mut relayed, early).await;
+        relay_body(client, conn, resp, head.head_len, head.framing, chunked, cfg.read_timeout, &mut relayed, early)
+            .await;
     if let Err(note) = body_result {
         relayed.complete = false;
         notes.push(note);
@@ -572,7 +588,7 @@ async fn exchange_with(
 async fn send_request(
     client: &mut Client<'_>,
     conn: &Conn,
-    resp: &mut BytesMut,
+    resp: &mut Vec<u8>,
     exchange: &Exchange<'_>,
     cfg: &UpstreamConfig,
 ) -> Result<Sent, Failure> {
@@ -661,7 +677,7 @@ fn client_gone(e: &ClientBodyError) -> Failure {
 async fn write_watching(
     conn: &Conn,
     mut data: &[u8],
-    resp: &mut BytesMut,
+    resp: &mut Vec<u8>,
     timeout: Duration,
 ) -> Result<bool, Failure> {
     loop {
@@ -696,7 +712,7 @@ async fn write_watching(
 /// After the backend's socket turned readable while the request was still going out:
 /// whether uWSGI answered or hung up (its bytes are kept in `resp`), or the wake-up was
 /// spurious.
-fn spoke_early(conn: &Conn, resp: &mut BytesMut, ready: io::Result<()>) -> Result<bool, Failure> {
+fn spoke_early(conn: &Conn, resp: &mut Vec<u8>, ready: io::Result<()>) -> Result<bool, Failure> {
     ready.map_err(|e| io_failure("recv()", SENDING, &e))?;
     match conn.try_read_buf(resp) {
         Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(false),
@@ -708,7 +724,7 @@ fn spoke_early(conn: &Conn, resp: &mut BytesMut, ready: io::Result<()>) -> Resul
 
 async fn read_head(
     conn: &Conn,
-    resp: &mut BytesMut,
+    resp: &mut Vec<u8>,
     head_request: bool,
     timeout: Duration,
     early: bool,
@@ -758,18 +774,18 @@ async fn read_head(
 /// for 1.0).
 fn client_head(
     head: &ResponseHead,
+    buf: &[u8],
     head_request: bool,
     chunked: bool,
     keep_alive: bool,
     date: &str,
     out: &mut Vec<u8>,
 ) {
-    let named = |name: &'static str| head.headers.iter().find(move |(n, _)| n.eq_ignore_ascii_case(name));
-    let reason = head.reason.as_deref().unwrap_or_else(|| reason(head.status));
-    let app_server = named("server").map(|(n, v)| (n.as_bytes(), v.as_bytes()));
-    response_head::start_head(head.status, reason, app_server, date, out);
+    let named = |name: &'static str| head.headers(buf).find(move |(n, _)| n.eq_ignore_ascii_case(name.as_bytes()));
+    let reason = head.reason(buf).unwrap_or_else(|| reason(head.status));
+    response_head::start_head(head.status, reason, named("server"), date, out);
     if let Some((n, v)) = named("content-type") {
-        response_head::header(n.as_bytes(), v.as_bytes(), out);
+        response_head::header(n, v, out);
     }
     match head.framing {
         Framing::Length(n) => {
@@ -787,11 +803,11 @@ fn client_head(
         }
     }
     response_head::connection(keep_alive, out);
-    for (name, value) in &head.headers {
-        if name.eq_ignore_ascii_case("server") || name.eq_ignore_ascii_case("content-type") {
+    for (name, value) in head.headers(buf) {
+        if name.eq_ignore_ascii_case(b"server") || name.eq_ignore_ascii_case(b"content-type") {
             continue;
         }
-        response_head::header(name.as_bytes(), value.as_bytes(), out);
+        response_head::header(name, value, out);
     }
     out.extend_from_slice(b"\r\n");
 }
@@ -800,7 +816,8 @@ fn client_head(
 async fn relay_body(
     client: &mut Client<'_>,
     conn: &Conn,
-    mut pending: BytesMut,
+    pending: &mut Vec<u8>,
+    body_start: usize,
     framing: Framing,
     chunked: bool,
     timeout: Duration,
@@ -814,12 +831,13 @@ async fn relay_body(
     };
     let mut decoder = (framing == Framing::Chunked).then(ChunkedDecoder::new);
     let broken = |message: String| Note { level: Level::Error, message, upstream: None };
+    let mut start = body_start;
     loop {
-        if !pending.is_empty() {
-            let mut chunk = pending.split().freeze();
+        if start < pending.len() {
+            let mut chunk = &pending[start..];
             if let Some(left) = remaining {
                 if chunk.len() as u64 > left {
-                    chunk.truncate(left as usize);
+                    chunk = &chunk[..left as usize];
                 }
                 remaining = Some(left - chunk.len() as u64);
             }
@@ -839,15 +857,17 @@ async fn relay_body(
                         pos += step.consumed;
                     }
                 }
-                None => send_client(client, &chunk, chunked, relayed).await?,
+                None => send_client(client, chunk, chunked, relayed).await?,
             }
         }
+        pending.clear();
+        start = 0;
         let done = remaining == Some(0) || decoder.as_ref().is_some_and(ChunkedDecoder::is_done);
         if done {
             return end_body(client, chunked, relayed).await;
         }
         pending.reserve(READ_CHUNK);
-        match conn.read_more(&mut pending, timeout).await {
+        match conn.read_more(pending, timeout).await {
             Ok(Ok(0)) => {
                 return match framing {
                     Framing::UntilClose => end_body(client, chunked, relayed).await,

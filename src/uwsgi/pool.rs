@@ -110,6 +110,13 @@ impl Pool {
 
     /// Picks a server not in `tried`, not down, with a free slot, and reserves the slot.
     pub fn acquire(&self, now: Instant, tried: &[usize]) -> Pick<'_> {
+        if self.backends.len() == 1 {
+            // a pool of one (never marked down): no candidates to weigh
+            if !tried.is_empty() {
+                return Pick::NoneLeft;
+            }
+            return self.reserve(0);
+        }
         let alive: Vec<usize> =
             (0..self.backends.len()).filter(|i| !tried.contains(i) && !self.is_down(*i, now)).collect();
         if alive.is_empty() {
@@ -141,6 +148,11 @@ impl Pool {
             }
         }
         let index = self.weighted_round_robin(&free);
+        self.reserve(index)
+    }
+
+    /// Takes a slot of server `index`, unless it is at `max_conns`.
+    fn reserve(&self, index: usize) -> Pick<'_> {
         let b = &self.backends[index];
         let prev = b.active.fetch_add(1, Ordering::AcqRel);
         if b.max_conns.is_some_and(|m| prev >= m) {

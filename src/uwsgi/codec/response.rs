@@ -11,8 +11,7 @@
 //! passed to the client.
 
 use std::fmt;
-
-use http::header::{HeaderName, HeaderValue};
+use std::ops::Range;
 
 use crate::text::{parse_decimal, trim_ows as trim};
 
@@ -32,21 +31,48 @@ pub enum Framing {
     UntilClose,
 }
 
-/// A parsed response head.
+/// A reason phrase: the app's (a position in the buffer), or one Portico supplies.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Reason {
+    App(Range<usize>),
+    Fixed(&'static str),
+}
+
+/// A parsed response head: positions into the buffer it was parsed from (no copy).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ResponseHead {
     pub status: u16,
-    /// The app's reason phrase, if it gave one.
-    pub reason: Option<String>,
-    /// End-to-end headers, in the app's order and spelling (repeated ones kept as
-    /// separate entries); the names are valid header names.
-    pub headers: Vec<(String, HeaderValue)>,
+    reason: Option<Reason>,
+    /// End-to-end headers as (name, value) positions, in the app's order and spelling
+    /// (repeated ones kept as separate entries), values trimmed.
+    headers: Vec<(Range<usize>, Range<usize>)>,
     pub framing: Framing,
     /// The app's `Content-Length`, also when there is no body to frame (a HEAD response
     /// still tells the client the length).
     pub declared_length: Option<u64>,
     /// Bytes of the head, including the blank line; the body starts here.
     pub head_len: usize,
+}
+
+impl ResponseHead {
+    /// The app's reason phrase, if it gave one; `buf` is what the head was parsed from.
+    pub fn reason<'b>(&self, buf: &'b [u8]) -> Option<&'b str> {
+        match &self.reason {
+            Some(Reason::App(r)) => std::str::from_utf8(&buf[r.clone()]).ok(),
+            Some(Reason::Fixed(r)) => Some(r),
+            None => None,
+        }
+    }
+
+    /// The end-to-end headers as (name, value); `buf` is what the head was parsed from.
+    pub fn headers<'b>(&'b self, buf: &'b [u8]) -> impl Iterator<Item = (&'b [u8], &'b [u8])> + 'b {
+        self.headers.iter().map(move |(n, v)| (&buf[n.clone()], &buf[v.clone()]))
+    }
+
+    /// The first value of header `name` (case-insensitive).
+    pub fn header<'b>(&'b self, buf: &'b [u8], name: &str) -> Option<&'b [u8]> {
+        self.headers(buf).find(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes())).map(|(_, v)| v)
+    }
 }
 
 /// Why a response cannot be relayed (each is a 502 with this in the error log).
@@ -85,13 +111,17 @@ impl fmt::Display for HeadError {
 /// the app sends.
 pub fn parse_head(buf: &[u8], limit: usize, head_request: bool) -> Result<Option<ResponseHead>, HeadError> {
     let window = &buf[..buf.len().min(limit)];
+    let at = |part: &[u8]| {
+        let start = part.as_ptr() as usize - window.as_ptr() as usize;
+        start..start + part.len()
+    };
     let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let (status, reason, headers, head_len) = if looks_like_status_line(window) {
         let mut resp = httparse::Response::new(&mut storage);
         match resp.parse(window) {
             Ok(httparse::Status::Complete(n)) => {
                 let code = resp.code.unwrap_or(0);
-                let reason = resp.reason.filter(|r| !r.is_empty()).map(str::to_string);
+                let reason = resp.reason.filter(|r| !r.is_empty()).map(|r| Reason::App(at(r.as_bytes())));
                 (code, reason, &*resp.headers, n)
             }
             Ok(httparse::Status::Partial) => return incomplete(buf, limit),
@@ -104,6 +134,10 @@ pub fn parse_head(buf: &[u8], limit: usize, head_request: bool) -> Result<Option
         match httparse::parse_headers(window, &mut storage) {
             Ok(httparse::Status::Complete((n, hs))) => {
                 let (code, reason) = cgi_status(hs)?;
+                let reason = reason.map(|r| match r {
+                    CgiReason::Given(r) => Reason::App(at(r)),
+                    CgiReason::Fixed(r) => Reason::Fixed(r),
+                });
                 (code, reason, hs, n)
             }
             Ok(httparse::Status::Partial) => return incomplete(buf, limit),
@@ -114,24 +148,26 @@ pub fn parse_head(buf: &[u8], limit: usize, head_request: bool) -> Result<Option
         return Err(HeadError::Invalid { detail: format!("status {status} cannot be relayed") });
     }
     let (framing, declared_length) = framing(headers, status, head_request)?;
-    let connection_tokens: Vec<&[u8]> = headers
-        .iter()
-        .filter(|h| h.name.eq_ignore_ascii_case("connection"))
-        .flat_map(|h| h.value.split(|&b| b == b','))
-        .map(trim)
-        .collect();
+    // headers named by `Connection` are hop-by-hop too
+    let named_by_connection = |name: &str| {
+        headers
+            .iter()
+            .filter(|h| h.name.eq_ignore_ascii_case("connection"))
+            .flat_map(|h| h.value.split(|&b| b == b','))
+            .any(|t| trim(t).eq_ignore_ascii_case(name.as_bytes()))
+    };
     let mut out = Vec::with_capacity(headers.len());
     for h in headers {
-        if is_hop_by_hop(h.name)
-            || connection_tokens.iter().any(|t| t.eq_ignore_ascii_case(h.name.as_bytes()))
-        {
+        if is_hop_by_hop(h.name) || named_by_connection(h.name) {
             continue;
         }
-        HeaderName::from_bytes(h.name.as_bytes())
-            .map_err(|_| HeadError::Invalid { detail: format!("header name {:?}", h.name) })?;
-        let value = HeaderValue::from_bytes(trim(h.value))
-            .map_err(|_| HeadError::Invalid { detail: format!("value of {}", h.name) })?;
-        out.push((h.name.to_string(), value));
+        // httparse checked the name's token characters; a value may not carry controls
+        // other than tab (obs-text is passed on as nginx does)
+        let value = trim(h.value);
+        if value.iter().any(|&b| b < 0x20 && b != b'\t' || b == 0x7f) {
+            return Err(HeadError::Invalid { detail: format!("value of {}", h.name) });
+        }
+        out.push((at(h.name.as_bytes()), at(value)));
     }
     Ok(Some(ResponseHead { status, reason, headers: out, framing, declared_length, head_len }))
 }
@@ -154,9 +190,15 @@ fn invalid(buf: &[u8], e: httparse::Error) -> HeadError {
     HeadError::Invalid { detail: format!("\"{shown}...\" ({e})") }
 }
 
+/// The reason phrase a CGI head gives, or the one its status implies.
+enum CgiReason<'a> {
+    Given(&'a [u8]),
+    Fixed(&'static str),
+}
+
 /// The status of a head without a status line: `Status: NNN reason`, else `Location` →
 /// 302, else 200.
-fn cgi_status(headers: &[httparse::Header]) -> Result<(u16, Option<String>), HeadError> {
+fn cgi_status<'a>(headers: &[httparse::Header<'a>]) -> Result<(u16, Option<CgiReason<'a>>), HeadError> {
     if let Some(h) = headers.iter().find(|h| h.name.eq_ignore_ascii_case("status")) {
         let v = trim(h.value);
         let code = v
@@ -167,11 +209,11 @@ fn cgi_status(headers: &[httparse::Header]) -> Result<(u16, Option<String>), Hea
             .ok_or_else(|| HeadError::Invalid {
                 detail: format!("Status: {}", String::from_utf8_lossy(v)),
             })?;
-        let reason = std::str::from_utf8(trim(&v[3..])).ok().filter(|r| !r.is_empty()).map(str::to_string);
-        return Ok((code, reason));
+        let reason = Some(trim(&v[3..])).filter(|r| !r.is_empty() && std::str::from_utf8(r).is_ok());
+        return Ok((code, reason.map(CgiReason::Given)));
     }
     if headers.iter().any(|h| h.name.eq_ignore_ascii_case("location")) {
-        return Ok((302, Some("Moved Temporarily".into())));
+        return Ok((302, Some(CgiReason::Fixed("Moved Temporarily"))));
     }
     Ok((200, None))
 }
@@ -235,23 +277,23 @@ mod tests {
         parse_head(raw, 4096, false)
     }
 
-    fn names(h: &ResponseHead) -> Vec<String> {
-        h.headers
-            .iter()
-            .map(|(n, v)| format!("{}: {}", n.to_ascii_lowercase(), v.to_str().unwrap()))
+    /// The headers of `raw`'s head, as `name: value` lines.
+    fn lines(raw: &[u8]) -> Vec<String> {
+        let h = parse(raw).unwrap().unwrap();
+        h.headers(raw)
+            .map(|(n, v)| format!("{}: {}", String::from_utf8_lossy(n).to_ascii_lowercase(), String::from_utf8_lossy(v)))
             .collect()
     }
 
     #[test]
     fn flask_response() {
-        let h = parse(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 602\r\n\r\n{")
-            .unwrap()
-            .unwrap();
+        let raw = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 602\r\n\r\n{";
+        let h = parse(raw).unwrap().unwrap();
         assert_eq!(h.status, 200);
-        assert_eq!(h.reason.as_deref(), Some("OK"));
+        assert_eq!(h.reason(raw), Some("OK"));
         assert_eq!(h.framing, Framing::Length(602));
         assert_eq!(h.head_len, 72);
-        assert_eq!(names(&h), ["content-type: application/json"]);
+        assert_eq!(lines(raw), ["content-type: application/json"]);
     }
 
     #[test]
@@ -265,13 +307,16 @@ mod tests {
     #[test]
     fn cgi_heads_as_nginx() {
         // ../shared/uwsgi/captures/nginx_to_upstream/23_resp_cgi-status, 24_resp_no-status, 25_resp_location
-        let h = parse(b"Status: 404 Not Here\r\nContent-Type: text/plain\r\n\r\n").unwrap().unwrap();
-        assert_eq!((h.status, h.reason.as_deref()), (404, Some("Not Here")));
-        assert_eq!(names(&h), ["content-type: text/plain"]);
+        let raw = b"Status: 404 Not Here\r\nContent-Type: text/plain\r\n\r\n";
+        let h = parse(raw).unwrap().unwrap();
+        assert_eq!((h.status, h.reason(raw)), (404, Some("Not Here")));
+        assert_eq!(lines(raw), ["content-type: text/plain"]);
         let h = parse(b"Content-Type: text/plain\r\n\r\nbody").unwrap().unwrap();
         assert_eq!((h.status, h.framing), (200, Framing::UntilClose));
-        let h = parse(b"Location: /elsewhere\r\n\r\n").unwrap().unwrap();
-        assert_eq!(h.status, 302);
+        let raw = b"Location: /elsewhere\r\n\r\n";
+        let h = parse(raw).unwrap().unwrap();
+        assert_eq!((h.status, h.reason(raw)), (302, Some("Moved Temporarily")));
+        assert_eq!(h.header(raw, "LOCATION"), Some(&b"/elsewhere"[..]));
     }
 
     #[test]
@@ -285,7 +330,7 @@ mod tests {
     fn framing_rules() {
         let h = parse(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n").unwrap().unwrap();
         assert_eq!(h.framing, Framing::Chunked);
-        assert!(h.headers.is_empty());
+        assert_eq!(h.headers(b"").count(), 0);
         assert_eq!(
             parse(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n"),
             Err(HeadError::LengthAndChunked)
@@ -310,9 +355,8 @@ mod tests {
     fn hop_by_hop_headers_are_dropped_others_kept_in_order() {
         // 27_resp_hop-headers
         let raw = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 3\r\nConnection: close, X-Drop-Me\r\nKeep-Alive: timeout=5\r\nServer: recorder/1\r\nDate: Mon, 01 Jan 2001 00:00:00 GMT\r\nX-Accel-Redirect: /x\r\nStatus: 299 Weird\r\nX-Drop-Me: 1\r\nX-Custom: a\r\nX-Custom: b\r\nSet-Cookie: a=1; Path=/\r\nSet-Cookie: b=2; Path=/\r\n\r\nabc";
-        let h = parse(raw).unwrap().unwrap();
         assert_eq!(
-            names(&h),
+            lines(raw),
             [
                 "content-type: text/plain",
                 "server: recorder/1",
