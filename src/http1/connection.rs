@@ -157,26 +157,39 @@ impl<S: Transport> Connection<S> {
             }
         }
         let deadline = *deadline.get_or_insert_with(|| Instant::now() + timeouts.header);
+        // a head trickling in is parsed again only when a line ends (or a limit is near),
+        // so a slow client cannot make it cost quadratic time
+        let shortest_line = limits.max_header_line.min(limits.max_request_line);
+        let mut line_start = 0;
+        let mut parse = true;
         loop {
             let Some(bufs) = self.bufs.as_mut() else { return Next::Close };
-            let headers = std::mem::take(&mut bufs.headers);
-            match parse_head(&bufs.read, limits, headers) {
-                Ok(Ok(head)) => {
-                    self.requests += 1;
-                    return Next::Request(head);
+            if parse {
+                let headers = std::mem::take(&mut bufs.headers);
+                match parse_head(&bufs.read, limits, headers) {
+                    Ok(Ok(head)) => {
+                        self.requests += 1;
+                        return Next::Request(head);
+                    }
+                    Ok(Err(headers)) => bufs.headers = headers,
+                    Err(e) => return Next::Refuse(e),
                 }
-                Ok(Err(headers)) => bufs.headers = headers,
-                Err(e) => return Next::Refuse(e),
             }
             if bufs.read.len() == bufs.read.capacity() {
                 // a head larger than the first buffer: room up to the limit
-                bufs.read.reserve(limits.max_head + limits.max_request_line - bufs.read.len());
+                bufs.read.reserve((limits.max_head + limits.max_request_line).saturating_sub(bufs.read.len()).max(1));
             }
+            let old = bufs.read.len();
             match timeout_at(deadline, read_into(&mut self.stream, &mut bufs.read)).await {
                 Ok(Ok(n)) if n > 0 => {}
                 Ok(_) => return Next::Close,
                 Err(_) => return Next::TimedOut,
             }
+            if let Some(lf) = memchr::memrchr(b'\n', &bufs.read[old..]) {
+                line_start = old + lf + 1;
+            }
+            let len = bufs.read.len();
+            parse = line_start > old || len - line_start > shortest_line || len > limits.max_head;
         }
     }
 
@@ -266,8 +279,8 @@ impl<S: Transport> Connection<S> {
     }
 
     /// Answers a head that could not be parsed (or arrived too late): `bytes` is the
-    /// whole response.
-    pub async fn send_and_close(&mut self, bytes: &[u8], send_timeout: Duration) {
+    /// whole response; `linger`: read what the client still sends before closing.
+    pub async fn send_and_close(&mut self, bytes: &[u8], send_timeout: Duration, linger: bool) {
         let mut io = Io {
             stream: &mut self.stream,
             fd: self.fd,
@@ -275,7 +288,7 @@ impl<S: Transport> Connection<S> {
             send_timeout,
             sent: 0,
         };
-        if io.write_all(bytes, false).await.is_ok() {
+        if io.write_all(bytes, false).await.is_ok() && linger {
             self.linger().await;
         }
         if let Some(b) = self.bufs.take() {

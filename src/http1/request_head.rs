@@ -275,6 +275,10 @@ pub fn parse_head(
     headers.clear();
     // empty lines before the request line are skipped (RFC 9112 §2.2), as nginx does
     let start = buf.iter().position(|&b| b != b'\r' && b != b'\n').unwrap_or(buf.len());
+    if start > limits.max_request_line {
+        // endless empty lines: they count against the request line
+        return Err(refuse(400, "client sent invalid request"));
+    }
     let rest = &buf[start..];
     let Some(lf) = memchr::memchr(b'\n', rest) else {
         if rest.len() > limits.max_request_line {
@@ -589,6 +593,7 @@ mod tests {
 
     #[test]
     fn size_limits() {
+        assert_eq!(status(&vec![b'\n'; 9000]), 400, "empty lines without end");
         let mut long_line = b"GET /".to_vec();
         long_line.extend(std::iter::repeat_n(b'x', 9000));
         assert_eq!(status(&long_line), 414, "without its end");

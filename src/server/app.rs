@@ -195,7 +195,8 @@ impl App {
         if let crate::response::Body::Bytes(b) = &reply.body {
             bytes.extend_from_slice(b);
         }
-        conn.send_and_close(&bytes, rt.site.connection.send_timeout).await;
+        // a client too slow with its head is not waited for any longer
+        conn.send_and_close(&bytes, rt.site.connection.send_timeout, status != 408).await;
     }
 
     /// Serves one parsed request; says how the connection goes on, and the chosen
