@@ -20,7 +20,7 @@ use tokio::time::Instant;
 use crate::config::{Location, Site};
 use crate::error_pages::ErrorTarget;
 use crate::http1::connection::{BodyError, Connection, Exchange, Next, Timeouts};
-use crate::http1::request_head::{BodyFraming, Method, Request, Version};
+use crate::http1::request_head::{BodyFraming, Method, Request, RequestHead, Version};
 use crate::log::access::AccessFormat;
 use crate::log::error::{format_line, ErrorContext};
 use crate::log::writer::Sink;
@@ -112,7 +112,18 @@ impl ServerApp for App {
             None => (None, None),
         };
         let peer = Peer { id: self.next_connection.fetch_add(1, Ordering::Relaxed), local, remote };
-        self.serve_connection(Connection::new(stream, fd), peer, shutdown.clone()).await;
+        // The connection gets a task of its own, sized for our loop alone: pingora's
+        // connection task (its accept, handshake and reuse states, some KiB) ends here
+        // instead of living as long as the connection. The task stays on this thread.
+        // (The task owns the connection and serve_connection borrows it: an async fn's
+        // arguments would be stored twice in its state.)
+        let app = self.clone();
+        let mut shutdown = shutdown.clone();
+        let f = async move {
+            let mut conn = Connection::new(stream, fd);
+            app.serve_connection(&mut conn, &peer, &mut shutdown).await
+        };
+        tokio::spawn(f);
         None
     }
 }
@@ -128,7 +139,8 @@ async fn stopping(watch: &mut ShutdownWatch) {
 
 impl App {
     /// Serves the connection's requests until it closes.
-    async fn serve_connection(&self, mut conn: Connection<Stream>, peer: Peer, mut shutdown: ShutdownWatch) {
+    async fn serve_connection(&self, conn: &mut Connection<Stream>, peer: &Peer, shutdown: &mut ShutdownWatch) {
+        let peer = *peer;
         let accepted = Instant::now();
         let default_site = &self.sites[peer.local.map_or(0, |l| self.servers.default_for(l))];
         let defaults = &default_site.site.connection;
@@ -143,39 +155,61 @@ impl App {
             let next = tokio::select! {
                 biased;
                 next = conn.next_request(idle_until, &timeouts, &defaults.head_limits, first) => next,
-                _ = stopping(&mut shutdown) => return,
+                _ = stopping(shutdown) => return,
             };
             let head = match next {
                 Next::Request(head) => head,
                 Next::Close => return,
                 Next::TimedOut => {
                     let message = "client timed out (110: Connection timed out) while reading client request headers";
-                    self.refuse(&mut conn, default_site, peer, 408, message).await;
+                    // the ends of a connection are boxed: their state would otherwise sit in
+                    // every idle connection's future
+                    let refused = Box::pin(self.refuse(conn, default_site, peer, 408, message));
+                    refused.await;
                     return;
                 }
                 Next::Refuse(e) => {
-                    self.refuse(&mut conn, default_site, peer, e.status, e.reason).await;
+                    let refused = Box::pin(self.refuse(conn, default_site, peer, e.status, e.reason));
+                    refused.await;
                     return;
                 }
             };
             let stopping_now = *shutdown.borrow();
-            let requests = conn.requests;
-            let (req, mut ex) = conn.exchange(&head, defaults.send_timeout, defaults.client_body_timeout);
             // boxed: an idle keep-alive connection waits above with only a pointer to spare,
             // not the whole state of a request being served; the slot is reused
-            let (done, site_keepalive) =
-                RecycledBox::new(self.serve_request(req, &mut ex, peer, requests, stopping_now, &mut packet))
-                    .await;
-            keepalive_timeout = site_keepalive;
-            let after = ex.into_after();
-            match after.filter(|_| done.keep_alive) {
-                Some(after) => conn.finish(head, after),
-                None => {
-                    if done.linger {
-                        conn.linger().await;
-                    }
-                    return;
+            let step = RecycledBox::new(self.request_step(conn, head, peer, stopping_now, &mut packet));
+            match step.await {
+                Some(site_keepalive) => keepalive_timeout = site_keepalive,
+                None => return,
+            }
+        }
+    }
+
+    /// One request on the connection, from its parsed head to the connection ready for
+    /// the next: the chosen server's keep-alive timeout, or `None` when the connection
+    /// is done (closed lingering if the client may still be sending).
+    async fn request_step(
+        &self,
+        conn: &mut Connection<Stream>,
+        head: RequestHead,
+        peer: Peer,
+        stopping: bool,
+        packet: &mut Vec<u8>,
+    ) -> Option<Duration> {
+        let requests = conn.requests;
+        let defaults = &self.sites[peer.local.map_or(0, |l| self.servers.default_for(l))].site.connection;
+        let (req, mut ex) = conn.exchange(&head, defaults.send_timeout, defaults.client_body_timeout);
+        let (done, site_keepalive) = self.serve_request(req, &mut ex, peer, requests, stopping, packet).await;
+        match ex.into_after().filter(|_| done.keep_alive) {
+            Some(after) => {
+                conn.finish(head, after);
+                Some(site_keepalive)
+            }
+            None => {
+                if done.linger {
+                    conn.linger().await;
                 }
+                None
             }
         }
     }
