@@ -102,6 +102,10 @@ keepalive_requests = 1000000
 match = "/"
 
 [[server.location]]
+match = "~ ^/_themes/([^/]+)/(.*)$"
+alias = "{dir}/themes/$1/static/$2"
+
+[[server.location]]
 match = "= /hello"
 uwsgi_pass = "unix:{dir}/hello.sock"
 "#;
@@ -120,13 +124,21 @@ struct Case {
 }
 
 // The headers curl sends: the combined log line uses User-Agent, uWSGI gets them as vars.
-const CASES: [Case; 3] = [
+const CASES: [Case; 4] = [
     Case {
         name: "static hit (200, 1 KB)",
         request: b"GET /1k.txt HTTP/1.1\r\nHost: localhost\r\nUser-Agent: portico-alloc-test/1\r\nAccept: */*\r\n\r\n",
         status: 200,
         body_len: Some(1024),
         target: 0,
+        needs_uwsgi: false,
+    },
+    Case {
+        name: "theme file via regex alias (200, 1 KB)",
+        request: b"GET /_themes/aurora/app.css HTTP/1.1\r\nHost: localhost\r\nUser-Agent: portico-alloc-test/1\r\nAccept: */*\r\n\r\n",
+        status: 200,
+        body_len: Some(1024),
+        target: 1,
         needs_uwsgi: false,
     },
     Case {
@@ -151,6 +163,7 @@ const CASES: [Case; 3] = [
 fn allocations_per_request_in_steady_state() {
     let dir = TempDir::new("alloc");
     dir.write("root/1k.txt", [b'x'; 1024]);
+    dir.write("themes/aurora/static/app.css", [b'y'; 1024]);
     let port = free_port();
     let conf = dir.write(
         "portico.toml",

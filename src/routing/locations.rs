@@ -6,10 +6,17 @@
 //! the first match wins; otherwise the remembered prefix is used. Named locations (`@name`)
 //! are never matched by a URI, only reached through `try_files` or `error_page`.
 
+use std::borrow::Cow;
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
-use regex::bytes::{Regex, RegexBuilder};
+use regex::bytes::{CaptureLocations, Regex, RegexBuilder};
+
+/// Most capture groups a regex location may have (`$0` included): they are kept in an
+/// array, so matching allocates nothing.
+pub const MAX_GROUPS: usize = 16;
 
 /// How one location matches, parsed from its `match` key.
 #[derive(Clone, Debug)]
@@ -83,6 +90,15 @@ impl Matcher {
                     "Portico uses Rust regex syntax (as PCRE, minus look-around and backreferences)",
                 )
             })?;
+        if regex.captures_len() > MAX_GROUPS {
+            return Err(MatchError::new(
+                format!("regex `{source}` has {} capture groups", regex.captures_len() - 1),
+                format!(
+                    "use at most {}; make groups that need no $n non-capturing: (?:...)",
+                    MAX_GROUPS - 1
+                ),
+            ));
+        }
         Ok(Matcher::Regex { regex, source: source.to_string() })
     }
 
@@ -115,36 +131,49 @@ impl MatchError {
 /// Index of a location within its server block, in file order.
 pub type LocationId = usize;
 
-/// Regex captures from the location that matched, for `$1`..`$9` and named groups.
+/// Regex captures from the location that matched, for `$1`..`$9` and named groups: the
+/// URI they were taken from (borrowed) and the groups' positions in it.
 #[derive(Clone, Debug, Default)]
-pub struct Captures {
-    subject: Vec<u8>,
-    groups: Vec<Option<(usize, usize)>>,
-    regex: Option<Regex>,
+pub struct Captures<'a> {
+    subject: Cow<'a, [u8]>,
+    groups: [Option<(u32, u32)>; MAX_GROUPS],
+    /// The location's regex, for named groups (borrowed: a clone of a `Regex` makes it a
+    /// new cache pool).
+    regex: Option<&'a Regex>,
 }
 
-impl Captures {
+impl Captures<'_> {
     /// `$n`: group `n` (0 is the whole match); empty when absent, as in nginx.
     pub fn get(&self, n: usize) -> &[u8] {
         match self.groups.get(n) {
-            Some(Some((s, e))) => &self.subject[*s..*e],
+            Some(Some((s, e))) => &self.subject[*s as usize..*e as usize],
             _ => b"",
         }
     }
 
     /// A named group (`(?P<name>...)`); `None` when the regex has no such group.
     pub fn named(&self, name: &str) -> Option<&[u8]> {
-        let regex = self.regex.as_ref()?;
+        let regex = self.regex?;
         let index = regex.capture_names().position(|n| n == Some(name))?;
         Some(self.get(index))
     }
+
 }
 
 /// The result of location search for one URI.
 #[derive(Debug)]
-pub struct Found {
+pub struct Found<'a> {
     pub location: LocationId,
-    pub captures: Captures,
+    pub captures: Captures<'a>,
+}
+
+/// A regex location's own number, for this thread's reusable capture slots.
+static NEXT_REGEX: AtomicUsize = AtomicUsize::new(0);
+
+thread_local! {
+    /// Capture slots per regex (by number), reused: `captures_read` needs slots made by
+    /// the same regex, and making them allocates.
+    static SLOTS: RefCell<Vec<(usize, CaptureLocations)>> = const { RefCell::new(Vec::new()) };
 }
 
 /// All locations of one server block, indexed for nginx's search order.
@@ -153,7 +182,8 @@ pub struct LocationIndex {
     exact: HashMap<Vec<u8>, LocationId>,
     /// Longest first, so the first hit is the longest match.
     prefixes: Vec<(Vec<u8>, bool, LocationId)>,
-    regexes: Vec<(Regex, LocationId)>,
+    /// With the regex's number for [`SLOTS`].
+    regexes: Vec<(Regex, LocationId, usize)>,
     named: HashMap<String, LocationId>,
 }
 
@@ -196,7 +226,9 @@ impl LocationIndex {
                         index.prefixes.push((path.clone(), *stops_regex, id));
                     }
                 }
-                Matcher::Regex { regex, .. } => index.regexes.push((regex.clone(), id)),
+                Matcher::Regex { regex, .. } => {
+                    index.regexes.push((regex.clone(), id, NEXT_REGEX.fetch_add(1, Ordering::Relaxed)))
+                }
                 Matcher::Named(name) => {
                     if let Some(&first) = index.named.get(name) {
                         dups.push(DuplicateLocation { first, second: id });
@@ -215,7 +247,13 @@ impl LocationIndex {
     }
 
     /// The location serving `uri`, in nginx's precedence; `None` when nothing matches.
-    pub fn find(&self, uri: &[u8]) -> Option<Found> {
+    pub fn find<'a>(&'a self, uri: &'a [u8]) -> Option<Found<'a>> {
+        self.find_in(Cow::Borrowed(uri))
+    }
+
+    /// [`LocationIndex::find`] for a URI the captures keep (borrowed or owned).
+    pub fn find_in<'a>(&'a self, subject: Cow<'a, [u8]>) -> Option<Found<'a>> {
+        let uri: &[u8] = &subject;
         if let Some(&location) = self.exact.get(uri) {
             return Some(Found { location, captures: Captures::default() });
         }
@@ -223,14 +261,9 @@ impl LocationIndex {
         if let Some(&(_, true, location)) = prefix {
             return Some(Found { location, captures: Captures::default() });
         }
-        for (regex, location) in &self.regexes {
-            let mut locs = regex.capture_locations();
-            if regex.captures_read(&mut locs, uri).is_some() {
-                let groups = (0..locs.len()).map(|i| locs.get(i)).collect();
-                return Some(Found {
-                    location: *location,
-                    captures: Captures { subject: uri.to_vec(), groups, regex: Some(regex.clone()) },
-                });
+        for (regex, location, number) in &self.regexes {
+            if let Some(groups) = captures_of(regex, *number, uri) {
+                return Some(Found { location: *location, captures: Captures { subject, groups, regex: Some(regex) } });
             }
         }
         prefix.map(|&(_, _, location)| Found { location, captures: Captures::default() })
@@ -241,6 +274,30 @@ impl LocationIndex {
         self.named.get(name).copied()
     }
 }
+
+/// The groups of `regex` (number `number`) in `uri`, if it matches, with this thread's
+/// slots for it.
+fn captures_of(regex: &Regex, number: usize, uri: &[u8]) -> Option<[Option<(u32, u32)>; MAX_GROUPS]> {
+    SLOTS.with(|slots| {
+        let mut slots = slots.borrow_mut();
+        let i = match slots.iter().position(|(n, _)| *n == number) {
+            Some(i) => i,
+            None => {
+                slots.push((number, regex.capture_locations()));
+                slots.len() - 1
+            }
+        };
+        let locs = &mut slots[i].1;
+        regex.captures_read(locs, uri)?;
+        let mut groups = [None; MAX_GROUPS];
+        for (n, g) in groups.iter_mut().enumerate().take(locs.len()) {
+            // URIs are at most a request head long: positions fit in u32
+            *g = locs.get(n).map(|(s, e)| (s as u32, e as u32));
+        }
+        Some(groups)
+    })
+}
+
 
 #[cfg(test)]
 mod tests {

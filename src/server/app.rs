@@ -304,10 +304,18 @@ impl App {
         let mut error_page_used = false;
         for _ in 0..MAX_INTERNAL_REDIRECTS {
             let (loc_id, captures) = match next {
-                Next::Uri => match site.index.find(&info.uri) {
-                    Some(found) => (Some(found.location), found.captures),
-                    None => (None, Captures::default()),
-                },
+                Next::Uri => {
+                    // captures borrow the URI when it is the request's own bytes
+                    let subject = match &info.uri {
+                        Cow::Borrowed(uri) => Cow::Borrowed(*uri),
+                        Cow::Owned(uri) => Cow::Owned(uri.clone()),
+                    };
+                    let found = site.index.find_in(subject);
+                    match found {
+                        Some(found) => (Some(found.location), found.captures),
+                        None => (None, Captures::default()),
+                    }
+                }
                 Next::Named(id) => (Some(id), Captures::default()),
             };
             info.captures = captures;

@@ -34,7 +34,7 @@ pub struct RequestInfo<'r> {
     pub remote: Option<SocketAddr>,
     pub local: Option<SocketAddr>,
     /// Captures from the regex location currently serving the request.
-    pub captures: Captures,
+    pub captures: Captures<'r>,
     /// `$document_root` of the location serving the request.
     pub document_root: &'r [u8],
 }

@@ -10,7 +10,6 @@
 //!
 //! Pure: no file is touched.
 
-use crate::routing::locations::Captures;
 use crate::variables::{Escape, Template, Var, VarSource};
 
 /// How a location maps URIs to files (from its `root` or `alias`).
@@ -139,9 +138,11 @@ impl Mapping {
                 MappedPath { base, rel }
             }
             Mapping::AliasTemplate { base, template } => {
-                let mut full = Vec::new();
-                template.render(vars, Escape::None, &mut full);
-                let rel = full.split_off(base.len().min(full.len()));
+                // room for the base and a typical rest: rendering grows it at most once
+                let mut rel = Vec::with_capacity(base.len() + 128);
+                template.render(vars, Escape::None, &mut rel);
+                // the fixed part is the base; what follows it came from the request
+                rel.drain(..base.len().min(rel.len()));
                 MappedPath { base, rel: Cow::Owned(rel) }
             }
             Mapping::AliasFixed(path) => MappedPath { base: path, rel: Cow::Borrowed(b"") },
@@ -167,23 +168,6 @@ impl VarSource for NoVars {
     }
 }
 
-/// Captures as variables, for rendering an alias template.
-pub struct CaptureVars<'a>(pub &'a Captures);
-
-impl VarSource for CaptureVars<'_> {
-    fn write_var(&self, var: &Var, out: &mut Vec<u8>) -> bool {
-        match var {
-            Var::Capture(n) => out.extend_from_slice(self.0.get(*n)),
-            Var::NamedCapture(name) => match self.0.named(name) {
-                Some(v) => out.extend_from_slice(v),
-                None => return false,
-            },
-            _ => return false,
-        }
-        true
-    }
-}
-
 fn has_dot_segment(path: &[u8]) -> bool {
     path.split(|&b| b == b'/').any(|s| s == b"." || s == b"..")
 }
@@ -201,6 +185,24 @@ pub fn is_hidden(uri: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::routing::locations::Captures;
+
+    /// Captures as variables, for rendering an alias template.
+    struct CaptureVars<'a>(&'a Captures<'a>);
+    
+    impl VarSource for CaptureVars<'_> {
+        fn write_var(&self, var: &Var, out: &mut Vec<u8>) -> bool {
+            match var {
+                Var::Capture(n) => out.extend_from_slice(self.0.get(*n)),
+                Var::NamedCapture(name) => match self.0.named(name) {
+                    Some(v) => out.extend_from_slice(v),
+                    None => return false,
+                },
+                _ => return false,
+            }
+            true
+        }
+    }
     use crate::routing::locations::{LocationIndex, Matcher};
     use crate::variables::Scope;
 
