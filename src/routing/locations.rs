@@ -384,6 +384,11 @@ mod tests {
         assert!(Matcher::parse("~ (").unwrap_err().message.starts_with("bad regex"));
         assert!(Matcher::parse("@").is_err());
         assert!(Matcher::parse("=/x").is_ok());
+        let fifteen = format!("~ ^{}$", "/(x)".repeat(15));
+        assert!(Matcher::parse(&fifteen).is_ok());
+        let sixteen = format!("~ ^{}$", "/(x)".repeat(16));
+        let e = Matcher::parse(&sixteen).unwrap_err();
+        assert!(e.message.contains("16 capture groups") && e.hint.contains("(?:...)"), "{e:?}");
     }
 
     #[test]
