@@ -383,7 +383,7 @@ fn show_duration(d: Duration) -> String {
 async fn connect(addr: &BackendAddr, timeout: Duration) -> Result<Conn, Failure> {
     let attempt = async {
         match addr {
-            BackendAddr::Unix(path) => UnixStream::connect(path).await.map(Conn::Unix),
+            BackendAddr::Unix(path) => connect_unix(path).await.map(Conn::Unix),
             BackendAddr::Tcp(sa) => TcpStream::connect(sa).await.map(|s| {
                 let _ = s.set_nodelay(true);
                 Conn::Tcp(s)
@@ -402,6 +402,29 @@ async fn connect(addr: &BackendAddr, timeout: Duration) -> Result<Conn, Failure>
             health: true,
         }),
     }
+}
+
+/// Connects a Unix socket. A local connect is done (or refused) at once: the socket is
+/// registered with tokio only then, so no readiness wait and no SO_ERROR check follow
+/// (tokio's own connect costs an epoll_wait and a getsockopt per request).
+async fn connect_unix(path: &std::path::Path) -> io::Result<UnixStream> {
+    use nix::sys::socket::{connect, socket, AddressFamily, SockFlag, SockType, UnixAddr};
+    use std::os::fd::AsRawFd;
+    let fd = socket(AddressFamily::Unix, SockType::Stream, SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC, None)?;
+    let addr = UnixAddr::new(path)?;
+    let pending = match connect(fd.as_raw_fd(), &addr) {
+        Ok(()) => false,
+        Err(Errno::EINPROGRESS) => true,
+        Err(e) => return Err(e.into()),
+    };
+    let stream = UnixStream::from_std(std::os::unix::net::UnixStream::from(fd))?;
+    if pending {
+        stream.writable().await?;
+        if let Some(e) = stream.take_error()? {
+            return Err(e);
+        }
+    }
+    Ok(stream)
 }
 
 /// nginx's connect() line, with what to check for each errno.
@@ -565,19 +588,16 @@ async fn relay(
         content_type,
         location,
     };
-    let has_body = head.framing != Framing::None;
-    if let Err(e) = client.write_out(has_body).await {
-        notes.push(Note {
-            level: Level::Info,
-            message: format!("{e} (the response head)"),
-            upstream: None,
-        });
-        relayed.complete = false;
-        return Ok((relayed, notes));
-    }
+    // the head stays in the write buffer: the body bytes already here join it, so a small
+    // response goes out in one write
+    let before = client.bytes_sent();
     let body_result =
-        relay_body(client, conn, resp, head.head_len, head.framing, chunked, cfg.read_timeout, &mut relayed, early)
-            .await;
+        relay_body(client, conn, resp, head.head_len, head.framing, chunked, cfg.read_timeout, early).await;
+    let sent = client.bytes_sent() - before;
+    relayed.body_bytes = sent.saturating_sub(relayed.head_bytes);
+    if sent < relayed.head_bytes {
+        relayed.head_bytes = sent;
+    }
     if let Err(note) = body_result {
         relayed.complete = false;
         notes.push(note);
@@ -812,6 +832,8 @@ fn client_head(
     out.extend_from_slice(b"\r\n");
 }
 
+/// Relays the body after the head waiting in the client's write buffer, which is written
+/// whenever uWSGI has to be waited for, when it fills, and at the end.
 #[allow(clippy::too_many_arguments)]
 async fn relay_body(
     client: &mut Client<'_>,
@@ -821,7 +843,23 @@ async fn relay_body(
     framing: Framing,
     chunked: bool,
     timeout: Duration,
-    relayed: &mut Relayed,
+    early: bool,
+) -> Result<(), Note> {
+    let result = relay_body_bytes(client, conn, pending, body_start, framing, chunked, timeout, early).await;
+    // what is buffered goes out in any case: a broken body still ends after what came
+    let flushed = flush(client).await;
+    result.and(flushed)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn relay_body_bytes(
+    client: &mut Client<'_>,
+    conn: &Conn,
+    pending: &mut Vec<u8>,
+    body_start: usize,
+    framing: Framing,
+    chunked: bool,
+    timeout: Duration,
     early: bool,
 ) -> Result<(), Note> {
     let mut remaining = match framing {
@@ -851,33 +889,39 @@ async fn relay_body(
                             ))
                         })?;
                         if !step.data.is_empty() {
-                            send_client(client, &chunk[pos + step.data.start..pos + step.data.end], chunked, relayed)
-                                .await?;
+                            send_client(client, &chunk[pos + step.data.start..pos + step.data.end], chunked).await?;
                         }
                         pos += step.consumed;
                     }
                 }
-                None => send_client(client, chunk, chunked, relayed).await?,
+                None => send_client(client, chunk, chunked).await?,
             }
         }
         pending.clear();
         start = 0;
         let done = remaining == Some(0) || decoder.as_ref().is_some_and(ChunkedDecoder::is_done);
         if done {
-            return end_body(client, chunked, relayed).await;
+            end_body(client, chunked);
+            return Ok(());
         }
+        // nothing may wait in our buffer while we wait for uWSGI
+        flush(client).await?;
         pending.reserve(READ_CHUNK);
         match conn.read_more(pending, timeout).await {
             Ok(Ok(0)) => {
                 return match framing {
-                    Framing::UntilClose => end_body(client, chunked, relayed).await,
+                    Framing::UntilClose => {
+                        end_body(client, chunked);
+                        Ok(())
+                    }
                     _ => Err(broken("upstream prematurely closed connection while reading upstream; the client connection is closed so the truncated response is not taken as complete".into())),
                 }
             }
             Ok(Ok(_)) => {}
             // uWSGI resets the connection after answering without reading the body
             Ok(Err(e)) if early && framing == Framing::UntilClose && is_peer_gone(&e) => {
-                return end_body(client, chunked, relayed).await
+                end_body(client, chunked);
+                return Ok(());
             }
             Ok(Err(e)) => return Err(broken(io_failure("recv()", "reading upstream", &e).message)),
             Err(_) => return Err(broken("upstream timed out (110: Connection timed out) while reading upstream".into())),
@@ -885,31 +929,43 @@ async fn relay_body(
     }
 }
 
-/// Passes body bytes on, as one chunk when the client gets the body chunked.
-async fn send_client(client: &mut Client<'_>, data: &[u8], chunked: bool, relayed: &mut Relayed) -> Result<(), Note> {
-    let before = client.bytes_sent();
-    let result = if chunked {
+/// Bytes gathered in the client's write buffer before they are written.
+const COALESCE: usize = 8 << 10;
+
+/// Passes body bytes on (as one chunk when the client gets the body chunked): small ones
+/// are gathered behind the head, large ones written as they are.
+async fn send_client(client: &mut Client<'_>, data: &[u8], chunked: bool) -> Result<(), Note> {
+    if chunked {
         response_head::chunk_start(data.len(), client.out);
+    }
+    if client.out.len() + data.len() <= COALESCE {
         client.out.extend_from_slice(data);
-        client.out.extend_from_slice(CHUNK_END);
-        client.write_out(false).await
     } else {
-        client.write_all(data, false).await
-    };
-    result.map_err(|e| Note { level: Level::Info, message: e.to_string(), upstream: None })?;
-    // what went on the wire, chunk framing included, as nginx counts it
-    relayed.body_bytes += client.bytes_sent() - before;
+        // never left corked (MSG_MORE) while uWSGI may be waited for next
+        client.write_out(true).await.map_err(client_note)?;
+        client.write_all(data, false).await.map_err(client_note)?;
+    }
+    if chunked {
+        client.out.extend_from_slice(CHUNK_END);
+    }
     Ok(())
 }
 
-/// Ends a chunked body with its last chunk.
-async fn end_body(client: &mut Client<'_>, chunked: bool, relayed: &mut Relayed) -> Result<(), Note> {
+/// Ends a chunked body with its last chunk (written with what is buffered).
+fn end_body(client: &mut Client<'_>, chunked: bool) {
     if chunked {
-        client
-            .write_all(LAST_CHUNK, false)
-            .await
-            .map_err(|e| Note { level: Level::Info, message: e.to_string(), upstream: None })?;
-        relayed.body_bytes += LAST_CHUNK.len() as u64;
+        client.out.extend_from_slice(LAST_CHUNK);
     }
-    Ok(())
+}
+
+/// Writes what waits in the client's write buffer.
+async fn flush(client: &mut Client<'_>) -> Result<(), Note> {
+    if client.out.is_empty() {
+        return Ok(());
+    }
+    client.write_out(false).await.map_err(client_note)
+}
+
+fn client_note(e: crate::http1::connection::SendError) -> Note {
+    Note { level: Level::Info, message: e.to_string(), upstream: None }
 }
