@@ -118,10 +118,10 @@ impl ServerApp for App {
         // (The task owns the connection and serve_connection borrows it: an async fn's
         // arguments would be stored twice in its state.)
         let app = self.clone();
-        let mut shutdown = shutdown.clone();
+        let shutdown = shutdown.clone();
         let f = async move {
             let mut conn = Connection::new(stream, fd);
-            app.serve_connection(&mut conn, &peer, &mut shutdown).await
+            app.serve_connection(&mut conn, &peer, &shutdown).await
         };
         tokio::spawn(f);
         None
@@ -129,7 +129,7 @@ impl ServerApp for App {
 }
 
 /// Resolves once the server is stopping (at once if it is already).
-async fn stopping(watch: &mut ShutdownWatch) {
+async fn stopping(mut watch: ShutdownWatch) {
     while !*watch.borrow_and_update() {
         if watch.changed().await.is_err() {
             std::future::pending::<()>().await;
@@ -139,7 +139,7 @@ async fn stopping(watch: &mut ShutdownWatch) {
 
 impl App {
     /// Serves the connection's requests until it closes.
-    async fn serve_connection(&self, conn: &mut Connection<Stream>, peer: &Peer, shutdown: &mut ShutdownWatch) {
+    async fn serve_connection(&self, conn: &mut Connection<Stream>, peer: &Peer, shutdown: &ShutdownWatch) {
         let peer = *peer;
         let accepted = Instant::now();
         let default_site = &self.sites[peer.local.map_or(0, |l| self.servers.default_for(l))];
@@ -148,6 +148,8 @@ impl App {
             Timeouts { header: defaults.client_header_timeout, keepalive: defaults.keepalive_timeout };
         let mut keepalive_timeout = defaults.keepalive_timeout;
         let mut packet = Vec::new();
+        // one wait for the stop for the connection's life, not one registration per request
+        let mut stop = std::pin::pin!(stopping(shutdown.clone()));
         loop {
             let first = conn.requests == 0;
             let idle_until =
@@ -155,7 +157,7 @@ impl App {
             let next = tokio::select! {
                 biased;
                 next = conn.next_request(idle_until, &timeouts, &defaults.head_limits, first) => next,
-                _ = stopping(shutdown) => return,
+                _ = &mut stop => return,
             };
             let head = match next {
                 Next::Request(head) => head,

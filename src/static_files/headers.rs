@@ -101,6 +101,13 @@ pub fn content_type(file_name: &[u8]) -> &'static str {
         "woff" => "font/woff",
         "woff2" => "font/woff2",
         "map" => "application/octet-stream",
+        "txt" => "text/plain",
+        "json" => "application/json",
+        "jpg" | "jpeg" => "image/jpeg",
+        "gif" => "image/gif",
+        "ico" => "image/x-icon",
+        "webp" => "image/webp",
+        "xml" => "text/xml",
         _ => mime_guess::from_ext(ext).first_raw().unwrap_or("application/octet-stream"),
     }
 }
