@@ -265,10 +265,16 @@ pub async fn forward(client: &mut Client<'_>, upstream: &Upstream, exchange: Exc
         if tried.len() >= pool.tries() {
             return failed(last_status, notes, addrs, started);
         }
+        let mut pick = pool.acquire(Instant::now(), &tried);
+        // the wait for a freed slot is set up only when every server is busy (it costs a
+        // registration), then the pool looked at again so a slot freed meanwhile counts
         let freed = upstream.freed.notified();
         tokio::pin!(freed);
-        freed.as_mut().enable();
-        let slot = match pool.acquire(Instant::now(), &tried) {
+        if let Pick::AllBusy = pick {
+            freed.as_mut().enable();
+            pick = pool.acquire(Instant::now(), &tried);
+        }
+        let slot = match pick {
             Pick::Got(slot) => slot,
             Pick::AllBusy => {
                 let left = wait_deadline.saturating_duration_since(Instant::now());
