@@ -164,7 +164,8 @@ pub fn closes_connection(status: u16) -> bool {
 /// nginx's HTML error page, made once per status (error answers cost no allocation).
 fn error_page_body(status: u16) -> Bytes {
     static PAGES: std::sync::OnceLock<Vec<(u16, Bytes)>> = std::sync::OnceLock::new();
-    let pages = PAGES.get_or_init(|| (300..600).filter(|&s| reason(s) != "Unknown").map(|s| (s, page(s))).collect());
+    let pages =
+        PAGES.get_or_init(|| (300..600).filter(|&s| reason(s) != "Unknown").map(|s| (s, page(s))).collect());
     match pages.iter().find(|(s, _)| *s == status) {
         Some((_, page)) => page.clone(),
         None => page(status),

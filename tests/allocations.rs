@@ -218,7 +218,9 @@ fn allocations_per_request_in_steady_state() {
         }
     }
     let idle = idle_connection_heap(addr);
-    eprintln!("heap held per idle keep-alive connection (after one request): {idle} bytes, target {IDLE_TARGET}");
+    eprintln!(
+        "heap held per idle keep-alive connection (after one request): {idle} bytes, target {IDLE_TARGET}"
+    );
     if idle > IDLE_TARGET {
         missed.push(format!("idle connection: {idle} heap bytes, target {IDLE_TARGET}"));
     }

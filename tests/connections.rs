@@ -365,3 +365,75 @@ fn a_redirect_without_host_names_the_address() {
     assert_eq!(r.status, 301);
     assert_eq!(r.header("location"), Some(format!("http://127.0.0.1:{}/dir/", p.addr.port()).as_str()));
 }
+
+#[test]
+fn keepalive_requests_closes_the_connection_after_the_last_one() {
+    let site =
+        SITE.replace("keepalive_timeout = \"1s\"", "keepalive_timeout = \"1s\"\nkeepalive_requests = 3");
+    let p = Portico::start_in(fixture(), &site, &[]);
+    let mut c = p.connect();
+    for (i, want) in ["keep-alive", "keep-alive", "close"].iter().enumerate() {
+        c.send(b"GET /a.txt HTTP/1.1\r\nHost: x\r\n\r\n");
+        let r = c.read_response(false);
+        assert_eq!((r.status, r.header("connection")), (200, Some(*want)), "request {}", i + 1);
+    }
+    assert!(c.is_closed(), "the connection outlived keepalive_requests");
+}
+
+#[test]
+fn send_timeout_cuts_a_client_that_stops_reading() {
+    let d = fixture();
+    // more than the socket buffers of both ends hold, so the server's writes block while
+    // the client does not read
+    let data = pattern(32 << 20);
+    d.write("html/big.bin", &data);
+    let site = SITE.replace("keepalive_timeout = \"1s\"", "send_timeout = \"1s\"");
+    let p = Portico::start_in(d, &site, &[]);
+    let mut s = TcpStream::connect(p.addr).unwrap();
+    s.write_all(b"GET /big.bin HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let log = p.wait_for_log(&p.dir.path().join("error.log"), "while sending response to client");
+    assert!(log.contains("client timed out (110: Connection timed out)"), "{log}");
+    // the server has given up and closed: what was queued arrives, then the end, short of
+    // the file
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut got = 0usize;
+    let mut buf = [0u8; 65536];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got += n,
+        }
+    }
+    assert!(got < data.len(), "the whole file arrived ({got} bytes) though the client stalled");
+}
+
+/// `sendfile = false` (nginx's `sendfile off`): the body is read and written, not sent with
+/// sendfile(2), and arrives intact — the path TLS streams will take.
+#[test]
+fn sendfile_off_reads_and_writes_the_file() {
+    if Command::new("strace").arg("-V").output().is_err() {
+        assert!(
+            std::env::var("CI").is_err(),
+            "strace is missing under CI: .ci/run installs it (apt-get install strace)"
+        );
+        eprintln!(
+            "SKIPPED: strace is not installed (apt-get install strace); the sendfile-off proof did not run"
+        );
+        return;
+    }
+    let d = fixture();
+    let data = pattern(3 << 20);
+    d.write("html/big.bin", &data);
+    let trace = d.path().join("strace.out");
+    let trace_arg = trace.display().to_string();
+    let site = SITE.replace("match = \"/\"", "match = \"/\"\nsendfile = false");
+    let mut p =
+        Portico::start_in(d, &site, &["strace", "-f", "-qq", "-e", "trace=sendfile", "-o", &trace_arg]);
+    let r = p.request("GET /big.bin HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    assert_eq!(r.status, 200);
+    assert!(r.body == data, "body differs from the file");
+    Command::new("pkill").args(["-INT", "-P", &p.child.id().to_string()]).status().unwrap();
+    p.wait_exit(Duration::from_secs(10)).expect("portico under strace did not stop");
+    let text = std::fs::read_to_string(&trace).unwrap();
+    assert!(!text.contains("sendfile("), "sendfile was used with sendfile = false:\n{text}");
+}

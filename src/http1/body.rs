@@ -12,7 +12,9 @@ use super::request_head::BodyFraming;
 #[derive(Clone, Debug)]
 pub enum BodyDecoder {
     /// `remaining` bytes of a `Content-Length` body still to come.
-    Length { remaining: u64 },
+    Length {
+        remaining: u64,
+    },
     Chunked(ChunkedDecoder),
     /// No body, or all of it was read.
     Done,

@@ -177,7 +177,9 @@ impl<S: Transport> Connection<S> {
             }
             if bufs.read.len() == bufs.read.capacity() {
                 // a head larger than the first buffer: room up to the limit
-                bufs.read.reserve((limits.max_head + limits.max_request_line).saturating_sub(bufs.read.len()).max(1));
+                bufs.read.reserve(
+                    (limits.max_head + limits.max_request_line).saturating_sub(bufs.read.len()).max(1),
+                );
             }
             let old = bufs.read.len();
             match timeout_at(deadline, read_into(&mut self.stream, &mut bufs.read)).await {
@@ -281,13 +283,8 @@ impl<S: Transport> Connection<S> {
     /// Answers a head that could not be parsed (or arrived too late): `bytes` is the
     /// whole response; `linger`: read what the client still sends before closing.
     pub async fn send_and_close(&mut self, bytes: &[u8], send_timeout: Duration, linger: bool) {
-        let mut io = Io {
-            stream: &mut self.stream,
-            fd: self.fd,
-            writable: &mut self.writable,
-            send_timeout,
-            sent: 0,
-        };
+        let mut io =
+            Io { stream: &mut self.stream, fd: self.fd, writable: &mut self.writable, send_timeout, sent: 0 };
         if io.write_all(bytes, false).await.is_ok() && linger {
             self.linger().await;
         }
@@ -361,8 +358,12 @@ impl std::fmt::Display for BodyError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             BodyError::Framing(e) => write!(f, "client sent invalid chunked body ({e})"),
-            BodyError::TimedOut => f.write_str("client timed out (110: Connection timed out) while reading client request body"),
-            BodyError::Closed(None) => f.write_str("client prematurely closed connection while reading client request body"),
+            BodyError::TimedOut => {
+                f.write_str("client timed out (110: Connection timed out) while reading client request body")
+            }
+            BodyError::Closed(None) => {
+                f.write_str("client prematurely closed connection while reading client request body")
+            }
             BodyError::Closed(Some(e)) => write!(
                 f,
                 "recv() failed ({}: {e}) while reading client request body",
@@ -448,7 +449,11 @@ impl Io<'_> {
 
     /// Runs a raw socket call until it makes progress, waiting (up to `send_timeout`)
     /// while it would block.
-    async fn raw(&mut self, fd: RawFd, mut op: impl FnMut(RawFd) -> nix::Result<usize>) -> Result<usize, SendError> {
+    async fn raw(
+        &mut self,
+        fd: RawFd,
+        mut op: impl FnMut(RawFd) -> nix::Result<usize>,
+    ) -> Result<usize, SendError> {
         loop {
             match op(fd) {
                 Ok(n) => return Ok(n),
@@ -460,7 +465,8 @@ impl Io<'_> {
         if self.writable.is_none() {
             // SAFETY: `fd` is the stream's open socket for the connection's life; the dup
             // is ours to register, closed when the connection drops
-            let dup = nix::unistd::dup(unsafe { BorrowedFd::borrow_raw(fd) }).map_err(|e| SendError::Io(e.into()))?;
+            let dup = nix::unistd::dup(unsafe { BorrowedFd::borrow_raw(fd) })
+                .map_err(|e| SendError::Io(e.into()))?;
             // SAFETY: `dup` is an open fd we own; the AsyncFd owns it until it drops
             let afd = unsafe { AsyncFd::register_with_interest(dup, Interest::WRITABLE) }
                 .map_err(|e| SendError::Io(e.into()))?;
@@ -489,11 +495,19 @@ impl Io<'_> {
 
     /// Sends `len` bytes of `file` from `offset`: with sendfile(2) on a plain socket
     /// when `zero_copy`, else read and written in chunks.
-    async fn send_file(&mut self, file: &File, offset: u64, len: u64, zero_copy: bool) -> Result<(), SendError> {
-        let short = || SendError::Io(io::Error::new(io::ErrorKind::UnexpectedEof, "file truncated while sending"));
+    async fn send_file(
+        &mut self,
+        file: &File,
+        offset: u64,
+        len: u64,
+        zero_copy: bool,
+    ) -> Result<(), SendError> {
+        let short =
+            || SendError::Io(io::Error::new(io::ErrorKind::UnexpectedEof, "file truncated while sending"));
         match self.fd.filter(|_| zero_copy) {
             Some(fd) => {
-                let mut off = i64::try_from(offset).map_err(|_| SendError::Io(io::Error::other("file offset too large")))?;
+                let mut off = i64::try_from(offset)
+                    .map_err(|_| SendError::Io(io::Error::other("file offset too large")))?;
                 let end = off.saturating_add(i64::try_from(len).unwrap_or(i64::MAX));
                 while off < end {
                     let count = usize::try_from(end - off).unwrap_or(SENDFILE_CHUNK).min(SENDFILE_CHUNK);
@@ -710,7 +724,13 @@ impl Exchange<'_> {
 
     /// Sends a range of a file (with sendfile when `zero_copy` and the stream is a plain
     /// socket).
-    pub async fn send_file(&mut self, file: &File, offset: u64, len: u64, zero_copy: bool) -> Result<(), SendError> {
+    pub async fn send_file(
+        &mut self,
+        file: &File,
+        offset: u64,
+        len: u64,
+        zero_copy: bool,
+    ) -> Result<(), SendError> {
         let r = self.io.send_file(file, offset, len, zero_copy).await;
         self.broken |= r.is_err();
         r

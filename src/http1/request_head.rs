@@ -342,7 +342,8 @@ pub fn parse_head(
         // the line as sent, from its name to its line end, however the reads fell
         let name_at = name.as_ptr() as usize - header_block.as_ptr() as usize;
         let value_end = line.value.as_ptr() as usize - header_block.as_ptr() as usize + line.value.len();
-        let line_end = memchr::memchr(b'\n', &header_block[value_end..]).map_or(header_block.len(), |i| value_end + i);
+        let line_end =
+            memchr::memchr(b'\n', &header_block[value_end..]).map_or(header_block.len(), |i| value_end + i);
         if line_length(&header_block[name_at..line_end]) > limits.max_header_line {
             return Err(refuse(400, "client sent too long header line"));
         }
@@ -364,7 +365,8 @@ pub fn parse_head(
                     for token in value.split(|&b| b == b',').map(trim_ows) {
                         if token.eq_ignore_ascii_case(b"close") {
                             head.keep_alive = false;
-                        } else if token.eq_ignore_ascii_case(b"keep-alive") && head.version == Version::Http10 {
+                        } else if token.eq_ignore_ascii_case(b"keep-alive") && head.version == Version::Http10
+                        {
                             head.keep_alive = true;
                         }
                     }
@@ -683,7 +685,8 @@ mod tests {
         for (raw, want) in cases {
             assert_eq!(status(raw), *want, "{:?}", String::from_utf8_lossy(raw));
         }
-        let head = parse(b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: Chunked\r\n\r\n").unwrap().unwrap();
+        let head =
+            parse(b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: Chunked\r\n\r\n").unwrap().unwrap();
         assert_eq!(head.body, BodyFraming::Chunked);
         let head = parse(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length:  12 \r\n\r\n").unwrap().unwrap();
         assert_eq!(head.body, BodyFraming::Length(12));

@@ -93,10 +93,7 @@ impl Matcher {
         if regex.captures_len() > MAX_GROUPS {
             return Err(MatchError::new(
                 format!("regex `{source}` has {} capture groups", regex.captures_len() - 1),
-                format!(
-                    "use at most {}; make groups that need no $n non-capturing: (?:...)",
-                    MAX_GROUPS - 1
-                ),
+                format!("use at most {}; make groups that need no $n non-capturing: (?:...)", MAX_GROUPS - 1),
             ));
         }
         Ok(Matcher::Regex { regex, source: source.to_string() })
@@ -157,7 +154,6 @@ impl Captures<'_> {
         let index = regex.capture_names().position(|n| n == Some(name))?;
         Some(self.get(index))
     }
-
 }
 
 /// The result of location search for one URI.
@@ -263,7 +259,10 @@ impl LocationIndex {
         }
         for (regex, location, number) in &self.regexes {
             if let Some(groups) = captures_of(regex, *number, uri) {
-                return Some(Found { location: *location, captures: Captures { subject, groups, regex: Some(regex) } });
+                return Some(Found {
+                    location: *location,
+                    captures: Captures { subject, groups, regex: Some(regex) },
+                });
             }
         }
         prefix.map(|&(_, _, location)| Found { location, captures: Captures::default() })
@@ -297,7 +296,6 @@ fn captures_of(regex: &Regex, number: usize, uri: &[u8]) -> Option<[Option<(u32,
         Some(groups)
     })
 }
-
 
 #[cfg(test)]
 mod tests {

@@ -77,7 +77,9 @@ struct UpstreamFields {
     time: Option<Duration>,
 }
 
-/// What routing decided.
+/// What routing decided (a value that lives for one step: boxing the reply would cost an
+/// allocation per request).
+#[allow(clippy::large_enum_variant)]
 enum Action {
     /// Send this reply; `sendfile`: the serving location's setting.
     Reply(Reply, bool),
@@ -163,7 +165,8 @@ impl App {
                 Next::Request(head) => head,
                 Next::Close => return,
                 Next::TimedOut => {
-                    let message = "client timed out (110: Connection timed out) while reading client request headers";
+                    let message =
+                        "client timed out (110: Connection timed out) while reading client request headers";
                     // the ends of a connection are boxed: their state would otherwise sit in
                     // every idle connection's future
                     let refused = Box::pin(self.refuse(conn, default_site, peer, 408, message));
@@ -217,7 +220,14 @@ impl App {
     }
 
     /// Answers a head that could not be read, logs why, and closes.
-    async fn refuse(&self, conn: &mut Connection<Stream>, rt: &SiteRuntime, peer: Peer, status: u16, why: &str) {
+    async fn refuse(
+        &self,
+        conn: &mut Connection<Stream>,
+        rt: &SiteRuntime,
+        peer: Peer,
+        status: u16,
+        why: &str,
+    ) {
         let client = peer.remote.map(|r| r.ip().to_string());
         self.log_error(
             rt,
@@ -285,8 +295,18 @@ impl App {
         let head_only = req.method() == Method::Head;
         let done = match action {
             Action::Reply(r, sendfile) => {
-                self.respond(ex, rt, &info, r, sendfile, notes, head_only, keep_alive, UpstreamFields::default())
-                    .await
+                self.respond(
+                    ex,
+                    rt,
+                    &info,
+                    r,
+                    sendfile,
+                    notes,
+                    head_only,
+                    keep_alive,
+                    UpstreamFields::default(),
+                )
+                .await
             }
             Action::Forward(location) => {
                 self.forward_to_uwsgi(ex, rt, &info, location, notes, head_only, keep_alive, packet).await
@@ -480,7 +500,9 @@ impl App {
         let settings = &site.connection;
         let none = UpstreamFields::default;
         let Some(uw) = site.locations[location].uwsgi.as_ref() else {
-            return self.respond(ex, rt, info, Reply::error(500), false, notes, head_only, keep_alive, none()).await;
+            return self
+                .respond(ex, rt, info, Reply::error(500), false, notes, head_only, keep_alive, none())
+                .await;
         };
         let upstream = &self.upstreams[uw.upstream];
         let req = info.req;
@@ -518,7 +540,9 @@ impl App {
                     crate::uwsgi::forward::BodyError::TempFile(detail) => {
                         notes.push(Note::new(
                             Level::Crit,
-                            format!("buffering the request body failed: {detail}; check client_body_temp_path"),
+                            format!(
+                                "buffering the request body failed: {detail}; check client_body_temp_path"
+                            ),
                         ));
                         500
                     }
@@ -534,7 +558,7 @@ impl App {
                 request_uri: &info.request_uri,
                 query: info.query.unwrap_or(b""),
                 path_info: &info.uri,
-                document_root: &info.document_root,
+                document_root: info.document_root,
                 protocol: req.version().as_str().as_bytes(),
                 https: false,
                 remote: info.remote,
@@ -556,7 +580,9 @@ impl App {
         if let Err(e) = encoded {
             let label = upstream_label(&upstream.pool.config().name);
             notes.push(Note { level: Level::Error, message: e.to_string(), upstream: Some(label) });
-            return self.respond(ex, rt, info, Reply::error(431), false, notes, head_only, keep_alive, none()).await;
+            return self
+                .respond(ex, rt, info, Reply::error(431), false, notes, head_only, keep_alive, none())
+                .await;
         }
         let exchange = UwsgiExchange {
             packet,
@@ -712,7 +738,9 @@ fn check_request<'r>(
         if max > 0 && len > max {
             notes.push(Note::new(
                 Level::Error,
-                format!("client intended to send too large body: {len} bytes (client_max_body_size is {max})"),
+                format!(
+                    "client intended to send too large body: {len} bytes (client_max_body_size is {max})"
+                ),
             ));
             return Err(413);
         }

@@ -10,13 +10,13 @@ pub mod settings;
 #[cfg(feature = "server")]
 mod app;
 #[cfg(feature = "server")]
-mod request;
-#[cfg(feature = "server")]
-mod run;
-#[cfg(feature = "server")]
 mod recycled_box;
 #[cfg(feature = "server")]
 mod reply;
+#[cfg(feature = "server")]
+mod request;
+#[cfg(feature = "server")]
+mod run;
 
 #[cfg(feature = "server")]
 pub use run::run;

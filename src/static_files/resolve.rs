@@ -189,7 +189,7 @@ mod tests {
 
     /// Captures as variables, for rendering an alias template.
     struct CaptureVars<'a>(&'a Captures<'a>);
-    
+
     impl VarSource for CaptureVars<'_> {
         fn write_var(&self, var: &Var, out: &mut Vec<u8>) -> bool {
             match var {
@@ -211,8 +211,9 @@ mod tests {
     }
 
     fn map(m: &Mapping, uri: &str) -> Result<(String, String), Unmappable> {
-        m.map(uri.as_bytes(), &NoVars)
-            .map(|p| (String::from_utf8(p.base.to_vec()).unwrap(), String::from_utf8(p.rel.into_owned()).unwrap()))
+        m.map(uri.as_bytes(), &NoVars).map(|p| {
+            (String::from_utf8(p.base.to_vec()).unwrap(), String::from_utf8(p.rel.into_owned()).unwrap())
+        })
     }
 
     fn ok(base: &str, rel: &str) -> Result<(String, String), Unmappable> {

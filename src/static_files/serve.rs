@@ -58,7 +58,8 @@ pub fn try_files(cfg: &FilesConfig, req: &FileRequest) -> Result<Option<Vec<u8>>
     for check in &tf.checks {
         candidate.clear();
         check.path.render(req.vars, Escape::None, &mut candidate);
-        let found = cfg.mapping.map(&candidate, req.vars).is_ok_and(|p| exists(&p, check.directory, cfg.symlinks));
+        let found =
+            cfg.mapping.map(&candidate, req.vars).is_ok_and(|p| exists(&p, check.directory, cfg.symlinks));
         if found {
             return Ok((candidate != req.uri).then_some(candidate));
         }

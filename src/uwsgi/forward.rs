@@ -315,11 +315,7 @@ pub async fn forward(client: &mut Client<'_>, upstream: &Upstream, exchange: Exc
             Err(f) => {
                 pool.record_failure(slot.index(), Instant::now());
                 last_status = f.status;
-                notes.push(Note {
-                    level: f.level,
-                    message: f.message,
-                    upstream: Some(upstream_label(addr)),
-                });
+                notes.push(Note { level: f.level, message: f.message, upstream: Some(upstream_label(addr)) });
             }
         }
     };
@@ -416,7 +412,12 @@ async fn connect(addr: &BackendAddr, timeout: Duration) -> Result<Conn, Failure>
 async fn connect_unix(path: &std::path::Path) -> io::Result<UnixStream> {
     use nix::sys::socket::{connect, socket, AddressFamily, SockFlag, SockType, UnixAddr};
     use std::os::fd::AsRawFd;
-    let fd = socket(AddressFamily::Unix, SockType::Stream, SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC, None)?;
+    let fd = socket(
+        AddressFamily::Unix,
+        SockType::Stream,
+        SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
+        None,
+    )?;
     let addr = UnixAddr::new(path)?;
     let pending = match connect(fd.as_raw_fd(), &addr) {
         Ok(()) => false,
@@ -579,7 +580,8 @@ async fn relay(
     let content_type = value_of("content-type");
     let location = value_of("location");
     // a body the app did not read, or one delimited by the close, ends the connection
-    let close_delimited = exchange.client_http10 && matches!(head.framing, Framing::Chunked | Framing::UntilClose);
+    let close_delimited =
+        exchange.client_http10 && matches!(head.framing, Framing::Chunked | Framing::UntilClose);
     let keep_alive = exchange.keep_alive && !client.body_pending() && !close_delimited;
     let chunked = !exchange.client_http10 && matches!(head.framing, Framing::Chunked | Framing::UntilClose);
     crate::log::clock::with_http_date(|date| {
@@ -807,7 +809,8 @@ fn client_head(
     date: &str,
     out: &mut Vec<u8>,
 ) {
-    let named = |name: &'static str| head.headers(buf).find(move |(n, _)| n.eq_ignore_ascii_case(name.as_bytes()));
+    let named =
+        |name: &'static str| head.headers(buf).find(move |(n, _)| n.eq_ignore_ascii_case(name.as_bytes()));
     let reason = head.reason(buf).unwrap_or_else(|| reason(head.status));
     response_head::start_head(head.status, reason, named("server"), date, out);
     if let Some((n, v)) = named("content-type") {
@@ -895,7 +898,8 @@ async fn relay_body_bytes(
                             ))
                         })?;
                         if !step.data.is_empty() {
-                            send_client(client, &chunk[pos + step.data.start..pos + step.data.end], chunked).await?;
+                            send_client(client, &chunk[pos + step.data.start..pos + step.data.end], chunked)
+                                .await?;
                         }
                         pos += step.consumed;
                     }

@@ -82,7 +82,13 @@ impl Default for ChunkedDecoder {
 
 impl ChunkedDecoder {
     pub fn new() -> Self {
-        ChunkedDecoder { state: State::Size { digits: 0 }, size: 0, remaining: 0, line_len: 0, trailer_len: 0 }
+        ChunkedDecoder {
+            state: State::Size { digits: 0 },
+            size: 0,
+            remaining: 0,
+            line_len: 0,
+            trailer_len: 0,
+        }
     }
 
     /// Whether the last chunk and the trailers have been read.
@@ -248,7 +254,7 @@ mod tests {
         assert_eq!(decode_all(b"3\r\nabcX").unwrap_err(), ChunkError::MissingCrlf);
         assert_eq!(decode_all(b"10000000000000000\r\n").unwrap_err(), ChunkError::SizeOverflow);
         assert_eq!(decode_all(b"8000000000000000\r\n").unwrap_err(), ChunkError::SizeOverflow);
-        assert_eq!(decode_all(b"7fffffffffffffff\r\n").unwrap().2, false);
+        assert!(!decode_all(b"7fffffffffffffff\r\n").unwrap().2, "a size of 2^63 - 1 is valid");
         let mut trailers = b"0\r\n".to_vec();
         for _ in 0..1000 {
             trailers.extend_from_slice(b"X-T: 1234567\r\n");

@@ -281,7 +281,9 @@ mod tests {
     fn lines(raw: &[u8]) -> Vec<String> {
         let h = parse(raw).unwrap().unwrap();
         h.headers(raw)
-            .map(|(n, v)| format!("{}: {}", String::from_utf8_lossy(n).to_ascii_lowercase(), String::from_utf8_lossy(v)))
+            .map(|(n, v)| {
+                format!("{}: {}", String::from_utf8_lossy(n).to_ascii_lowercase(), String::from_utf8_lossy(v))
+            })
             .collect()
     }
 
