@@ -109,7 +109,7 @@ pub enum Body {
     Empty,
     Bytes(Bytes),
     File {
-        file: File,
+        file: std::sync::Arc<File>,
         parts: Parts,
     },
 }

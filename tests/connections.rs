@@ -437,3 +437,46 @@ fn sendfile_off_reads_and_writes_the_file() {
     let text = std::fs::read_to_string(&trace).unwrap();
     assert!(!text.contains("sendfile("), "sendfile was used with sendfile = false:\n{text}");
 }
+
+/// `open_file_cache` (nginx's): a file replaced on disk is served new once its entry is
+/// older than `open_file_cache_valid`; one truncated in place while it is cached is sent
+/// short and the connection closed, never left open with less than its Content-Length.
+#[test]
+fn the_open_file_cache_sees_replaced_files_and_never_frames_a_short_one() {
+    let site = SITE.replace(
+        "keepalive_timeout = \"1s\"",
+        "keepalive_timeout = \"1s\"\nopen_file_cache = \"max=100 inactive=20s\"\nopen_file_cache_valid = \"1s\"",
+    );
+    let p = Portico::start_in(fixture(), &site, &[]);
+    let html = p.dir.path().join("html");
+    assert_eq!(p.get("/a.txt").text(), "aaa\n");
+    // replaced the way deployments do it: a new file renamed over the old one
+    std::fs::write(html.join("a.txt.new"), "new content\n").unwrap();
+    std::fs::rename(html.join("a.txt.new"), html.join("a.txt")).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while p.get("/a.txt").text() != "new content\n" {
+        assert!(std::time::Instant::now() < deadline, "the replaced file was still served after 5 s");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    let big = pattern(1 << 20);
+    std::fs::write(html.join("big.bin"), &big).unwrap();
+    assert_eq!(p.get("/big.bin").body.len(), big.len());
+    // truncated in place: the cached entry still says 1 MiB
+    std::fs::OpenOptions::new().write(true).open(html.join("big.bin")).unwrap().set_len(1000).unwrap();
+    let mut s = TcpStream::connect(p.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(b"GET /big.bin HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut got = Vec::new();
+    // Ok only at the end of the stream: a read timeout would be an error
+    let closed = s.read_to_end(&mut got).is_ok();
+    let head_end = got.windows(4).position(|w| w == b"\r\n\r\n").map_or(0, |i| i + 4);
+    let head = String::from_utf8_lossy(&got[..head_end]);
+    if head.contains(&format!("Content-Length: {}", big.len())) {
+        assert!(got.len() - head_end < big.len(), "a truncated file was sent whole?");
+        assert!(closed, "the connection was left open after a short body");
+    } else {
+        // the entry was already stale: the new size was served whole
+        assert!(head.contains("Content-Length: 1000"), "{head}");
+    }
+}

@@ -7,7 +7,10 @@ use crate::config::section::Section;
 use crate::routing::locations::Matcher;
 use crate::variables::{Scope, Template};
 
+use std::time::Duration;
+
 use super::open::SymlinkPolicy;
+use super::open_file_cache::CacheSettings;
 use super::resolve::Mapping;
 
 /// Whether dot-files may be served (`hidden_files` key).
@@ -28,6 +31,7 @@ pub struct FileDefaults {
     hidden_files: HiddenFiles,
     log_not_found: bool,
     sendfile: bool,
+    open_file_cache: Option<CacheSettings>,
 }
 
 impl FileDefaults {
@@ -40,6 +44,7 @@ impl FileDefaults {
             hidden_files: HiddenFiles::Deny,
             log_not_found: true,
             sendfile: true,
+            open_file_cache: None,
         };
         read_inheritable(s, &base, diags)
     }
@@ -82,7 +87,40 @@ fn read_inheritable(s: &mut Section, base: &FileDefaults, diags: &mut Diagnostic
         ),
         log_not_found: s.get_or("log_not_found", "log_not_found = false", base.log_not_found, diags),
         sendfile: s.get_or("sendfile", "sendfile = false", base.sendfile, diags),
+        open_file_cache: read_open_file_cache(s, base.open_file_cache, diags),
     }
+}
+
+/// nginx's `open_file_cache`, `open_file_cache_valid` and `open_file_cache_errors`.
+fn read_open_file_cache(
+    s: &mut Section,
+    base: Option<CacheSettings>,
+    diags: &mut Diagnostics,
+) -> Option<CacheSettings> {
+    let example = "open_file_cache = \"max=1000 inactive=20s\"   # or \"off\"";
+    let sized = match s.get::<String>("open_file_cache", example, diags) {
+        Some(v) => match CacheSettings::parse(v.get_ref(), crate::config::section::parse_duration) {
+            Ok(sized) => sized,
+            Err(e) => {
+                diags.error(v.span(), e, Some(format!("write it as nginx does: {example}")));
+                None
+            }
+        },
+        None => base.map(|b| (b.max, b.inactive)),
+    };
+    let valid = s.duration(
+        "open_file_cache_valid",
+        "open_file_cache_valid = \"60s\"",
+        base.map_or(Duration::from_secs(60), |b| b.valid),
+        diags,
+    );
+    let errors = s.get_or(
+        "open_file_cache_errors",
+        "open_file_cache_errors = true",
+        base.is_some_and(|b| b.errors),
+        diags,
+    );
+    sized.map(|(max, inactive)| CacheSettings { max, inactive, valid, errors })
 }
 
 /// The last `try_files` entry: where to go when no earlier entry exists.
@@ -125,6 +163,8 @@ pub struct FilesConfig {
     /// Bodies go out with sendfile(2) (nginx's `sendfile on`); off, they are read and
     /// written, as over TLS.
     pub sendfile: bool,
+    /// nginx's `open_file_cache`, off unless configured (as nginx).
+    pub open_file_cache: Option<CacheSettings>,
     /// The `@name` of the try_files fallback and where it is written, for validation.
     pub named_fallback: Option<(String, std::ops::Range<usize>)>,
 }
@@ -262,6 +302,7 @@ impl FilesConfig {
             hidden_files: inherited.hidden_files,
             log_not_found: inherited.log_not_found,
             sendfile: inherited.sendfile,
+            open_file_cache: inherited.open_file_cache,
             named_fallback,
         }
     }

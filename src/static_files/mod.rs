@@ -3,10 +3,12 @@
 //!
 //! `config` reads the keys, `resolve` maps URIs to paths (pure), `headers` decides types,
 //! validators, conditionals and ranges (pure), `open` opens beneath the base with
-//! `openat2`, and `serve` puts these together into a reply for the server to send.
+//! `openat2`, `open_file_cache` keeps what opening gave (nginx's `open_file_cache`), and
+//! `serve` puts these together into a reply for the server to send.
 
 pub mod config;
 pub mod headers;
 pub mod open;
+pub mod open_file_cache;
 pub mod resolve;
 pub mod serve;

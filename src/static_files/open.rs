@@ -31,7 +31,11 @@ pub enum SymlinkPolicy {
 
 /// A file or directory that was opened.
 pub enum Opened {
-    File { file: File, facts: FileFacts },
+    /// Shared: the open file cache may hold it too.
+    File {
+        file: std::sync::Arc<File>,
+        facts: FileFacts,
+    },
     Directory,
 }
 
@@ -128,7 +132,7 @@ pub fn open_file(path: &MappedPath, policy: SymlinkPolicy) -> Result<Opened, Ope
             log_message: format!("\"{}\" is not a regular file", show(&path.full())),
         });
     }
-    Ok(Opened::File { facts: FileFacts { size: meta.len(), mtime: meta.mtime() }, file })
+    Ok(Opened::File { facts: FileFacts { size: meta.len(), mtime: meta.mtime() }, file: file.into() })
 }
 
 /// Whether `path` exists as a regular file (or as a directory when `dir`), for

@@ -15,7 +15,8 @@ use super::config::{Fallback, FilesConfig, HiddenFiles};
 use super::headers::{
     content_type, evaluate_conditions, evaluate_range, Conditional, Conditions, FileFacts, RangeDecision,
 };
-use super::open::{exists, open_file, FailureKind, Opened};
+use super::open::{FailureKind, Opened};
+use super::open_file_cache::{exists_cached as exists_in, open as open_in};
 use super::resolve::{is_hidden, Unmappable};
 
 /// The parts of a request the file steps look at.
@@ -58,8 +59,10 @@ pub fn try_files(cfg: &FilesConfig, req: &FileRequest) -> Result<Option<Vec<u8>>
     for check in &tf.checks {
         candidate.clear();
         check.path.render(req.vars, Escape::None, &mut candidate);
-        let found =
-            cfg.mapping.map(&candidate, req.vars).is_ok_and(|p| exists(&p, check.directory, cfg.symlinks));
+        let found = cfg
+            .mapping
+            .map(&candidate, req.vars)
+            .is_ok_and(|p| exists_in(cfg.open_file_cache.as_ref(), &p, check.directory, cfg.symlinks));
         if found {
             return Ok((candidate != req.uri).then_some(candidate));
         }
@@ -99,7 +102,7 @@ pub fn serve(cfg: &FilesConfig, req: &FileRequest, notes: &mut Vec<Note>) -> Out
         Ok(p) => p,
         Err(why) => return unmappable(cfg, req, why, notes),
     };
-    match open_file(&path, cfg.symlinks) {
+    match open_in(cfg.open_file_cache.as_ref(), &path, cfg.symlinks) {
         Ok(Opened::Directory) => {
             let mut location = match req.port {
                 Some(80) | None => format!("http://{}", req.host),
@@ -168,13 +171,16 @@ fn serve_index(cfg: &FilesConfig, req: &FileRequest, notes: &mut Vec<Note>) -> O
         candidate.clear();
         candidate.extend_from_slice(req.uri);
         candidate.extend_from_slice(index);
-        let found = cfg.mapping.map(&candidate, req.vars).is_ok_and(|p| exists(&p, false, cfg.symlinks));
+        let found = cfg
+            .mapping
+            .map(&candidate, req.vars)
+            .is_ok_and(|p| exists_in(cfg.open_file_cache.as_ref(), &p, false, cfg.symlinks));
         if found {
             return Outcome::Redirect(candidate);
         }
     }
     let shown = String::from_utf8_lossy(&dir.full()).into_owned();
-    if exists(&dir, true, cfg.symlinks) {
+    if exists_in(cfg.open_file_cache.as_ref(), &dir, true, cfg.symlinks) {
         notes.push(Note::new(Level::Error, format!("directory index of \"{shown}\" is forbidden")));
         Outcome::Status(403)
     } else {
@@ -191,7 +197,7 @@ fn serve_index(cfg: &FilesConfig, req: &FileRequest, notes: &mut Vec<Note>) -> O
 static BOUNDARY: AtomicU64 = AtomicU64::new(0);
 
 /// The 200/206/304/412/416 response for an open file.
-fn file_reply(file: std::fs::File, facts: FileFacts, req: &FileRequest) -> Outcome {
+fn file_reply(file: std::sync::Arc<std::fs::File>, facts: FileFacts, req: &FileRequest) -> Outcome {
     let etag = facts.etag();
     let header = |which| req.request.known(which);
     let conditions = Conditions {
