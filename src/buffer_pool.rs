@@ -3,10 +3,12 @@
 
 use std::cell::RefCell;
 
-/// Buffers kept per thread; beyond that they are freed.
-const KEPT: usize = 256;
-/// A buffer grown past this is freed rather than kept (rare large responses).
-const LARGEST_KEPT: usize = 256 << 10;
+/// Buffers kept per thread; beyond that they are freed (at most KEPT × LARGEST_KEPT
+/// bytes stay after a burst).
+const KEPT: usize = 64;
+/// A buffer grown past this is freed rather than kept: room for the 64 KiB reads of a
+/// relay, not for rare large ones.
+const LARGEST_KEPT: usize = 80 << 10;
 
 thread_local! {
     static POOL: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };

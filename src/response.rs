@@ -4,7 +4,6 @@
 
 use std::borrow::Cow;
 use std::fmt::Display;
-use std::fs::File;
 use std::io::Write as _;
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -109,7 +108,7 @@ pub enum Body {
     Empty,
     Bytes(Bytes),
     File {
-        file: std::sync::Arc<File>,
+        file: crate::static_files::open::OpenFile,
         parts: Parts,
     },
 }

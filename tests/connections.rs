@@ -480,3 +480,18 @@ fn the_open_file_cache_sees_replaced_files_and_never_frames_a_short_one() {
         assert!(head.contains("Content-Length: 1000"), "{head}");
     }
 }
+
+/// A request pipelined past the last one the connection may carry is not answered, but
+/// its bytes do not reset the connection under the last answer (lingering close, as nginx).
+#[test]
+fn a_request_pipelined_past_the_last_one_does_not_reset_the_connection() {
+    let site =
+        SITE.replace("keepalive_timeout = \"1s\"", "keepalive_timeout = \"1s\"\nkeepalive_requests = 1");
+    let p = Portico::start_in(fixture(), &site, &[]);
+    let mut c = p.connect();
+    c.send(b"GET /a.txt HTTP/1.1\r\nHost: x\r\n\r\nGET /b.txt HTTP/1.1\r\nHost: x\r\n\r\n");
+    let r = c.read_response(false);
+    assert_eq!((r.status, r.header("connection"), r.text().as_str()), (200, Some("close"), "aaa\n"));
+    // an orderly end of the stream, not a reset
+    assert!(c.is_closed(), "the connection was reset or left open");
+}

@@ -12,7 +12,7 @@ use std::cell::RefCell;
 use std::fs::File;
 use std::future::poll_fn;
 use std::io;
-use std::os::fd::{BorrowedFd, OwnedFd, RawFd};
+use std::os::fd::{BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::FileExt;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -200,11 +200,16 @@ impl<S: Transport> Connection<S> {
     fn poll_first_bytes(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
         let mut bufs = self.bufs.take().unwrap_or_else(take_buffers);
         let spare = bufs.read.spare_capacity_mut();
+        let start = spare.as_ptr().cast::<u8>();
         let mut rb = ReadBuf::uninit(spare);
         match Pin::new(&mut self.stream).poll_read(cx, &mut rb) {
             Poll::Pending => {
                 give_buffers(bufs);
                 Poll::Pending
+            }
+            Poll::Ready(Ok(())) if rb.filled().as_ptr() != start => {
+                give_buffers(bufs);
+                Poll::Ready(Err(replaced_buffer()))
             }
             Poll::Ready(Ok(())) => {
                 let n = rb.filled().len();
@@ -246,7 +251,10 @@ impl<S: Transport> Connection<S> {
             body_pos: 0,
             body_timeout,
             body_read: 0,
-            continue_wanted: head.expect_continue && head.body != BodyFraming::None,
+            // nginx answers `Expect: 100-continue` from HTTP/1.1 clients only
+            continue_wanted: head.expect_continue
+                && head.body != BodyFraming::None
+                && head.version == super::request_head::Version::Http11,
             out: &mut bufs.out,
             broken: false,
         };
@@ -261,7 +269,7 @@ impl<S: Transport> Connection<S> {
         bufs.headers = head.into_header_list();
         bufs.out.clear();
         match after {
-            AfterBody::InHeadBuffer(pos) => {
+            AfterBody::InHeadBuffer(pos, _) => {
                 let start = consumed + pos;
                 let end = bufs.read.len();
                 bufs.read.copy_within(start.min(end)..end, 0);
@@ -320,8 +328,11 @@ async fn read_into<S: AsyncRead + Unpin + ?Sized>(stream: &mut S, buf: &mut Vec<
         buf.reserve(BODY_BUFFER);
     }
     poll_fn(|cx| {
-        let mut rb = ReadBuf::uninit(buf.spare_capacity_mut());
+        let spare = buf.spare_capacity_mut();
+        let start = spare.as_ptr().cast::<u8>();
+        let mut rb = ReadBuf::uninit(spare);
         match Pin::new(&mut *stream).poll_read(cx, &mut rb) {
+            Poll::Ready(Ok(())) if rb.filled().as_ptr() != start => Poll::Ready(Err(replaced_buffer())),
             Poll::Ready(Ok(())) => {
                 let n = rb.filled().len();
                 // SAFETY: poll_read initialised `n` bytes of the spare capacity
@@ -335,12 +346,29 @@ async fn read_into<S: AsyncRead + Unpin + ?Sized>(stream: &mut S, buf: &mut Vec<
     .await
 }
 
+/// A stream that filled a buffer of its own instead of ours (the bytes would not be where
+/// `set_len` says): refused rather than trusted.
+fn replaced_buffer() -> io::Error {
+    io::Error::other("the stream replaced the read buffer it was given")
+}
+
 /// Where the bytes after a request's body are, for [`Connection::finish`].
 pub enum AfterBody {
-    /// At this offset of what followed the head in the head buffer.
-    InHeadBuffer(usize),
+    /// At this offset of what followed the head in the head buffer (and this many of
+    /// them).
+    InHeadBuffer(usize, usize),
     /// In the body buffer, at this range.
     InBodyBuffer(Vec<u8>, std::ops::Range<usize>),
+}
+
+impl AfterBody {
+    /// Whether bytes of a further request are already here.
+    pub fn has_bytes(&self) -> bool {
+        match self {
+            AfterBody::InHeadBuffer(_, n) => *n > 0,
+            AfterBody::InBodyBuffer(_, range) => !range.is_empty(),
+        }
+    }
 }
 
 /// Why reading the request body stopped.
@@ -465,8 +493,13 @@ impl Io<'_> {
         if self.writable.is_none() {
             // SAFETY: `fd` is the stream's open socket for the connection's life; the dup
             // is ours to register, closed when the connection drops
-            let dup = nix::unistd::dup(unsafe { BorrowedFd::borrow_raw(fd) })
-                .map_err(|e| SendError::Io(e.into()))?;
+            let dup = nix::fcntl::fcntl(
+                unsafe { BorrowedFd::borrow_raw(fd) },
+                nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(0),
+            )
+            .map_err(|e| SendError::Io(e.into()))?;
+            // SAFETY: F_DUPFD_CLOEXEC returned a new descriptor that nothing else owns
+            let dup = unsafe { OwnedFd::from_raw_fd(dup) };
             // SAFETY: `dup` is an open fd we own; the AsyncFd owns it until it drops
             let afd = unsafe { AsyncFd::register_with_interest(dup, Interest::WRITABLE) }
                 .map_err(|e| SendError::Io(e.into()))?;
@@ -589,7 +622,11 @@ impl Exchange<'_> {
             return Ok(());
         }
         self.continue_wanted = false;
-        self.io.write_all(b"HTTP/1.1 100 Continue\r\n\r\n", false).await?;
+        if let Err(e) = self.io.write_all(b"HTTP/1.1 100 Continue\r\n\r\n", false).await {
+            // a half-written 100 leaves nothing else to say on this connection
+            self.broken = true;
+            return Err(e);
+        }
         // the 100 is not part of the response's `$bytes_sent`
         self.io.sent = 0;
         Ok(())
@@ -750,7 +787,7 @@ impl Exchange<'_> {
                 let range = self.body_pos..b.len();
                 AfterBody::InBodyBuffer(b, range)
             }
-            None => AfterBody::InHeadBuffer(self.pos),
+            None => AfterBody::InHeadBuffer(self.pos, self.leftover.len().saturating_sub(self.pos)),
         })
     }
 }

@@ -336,6 +336,8 @@ pub fn parse_head(
         headers: Vec::new(),
         known: [0; KNOWN.len()],
     };
+    // `close` wins over `keep-alive`, wherever each is written
+    let mut closed = false;
     for line in lines.iter() {
         let name = line.name.as_bytes();
         let value = trim_ows(line.value);
@@ -364,7 +366,7 @@ pub fn parse_head(
                 Known::Connection => {
                     for token in value.split(|&b| b == b',').map(trim_ows) {
                         if token.eq_ignore_ascii_case(b"close") {
-                            head.keep_alive = false;
+                            closed = true;
                         } else if token.eq_ignore_ascii_case(b"keep-alive") && head.version == Version::Http10
                         {
                             head.keep_alive = true;
@@ -379,6 +381,7 @@ pub fn parse_head(
         }
         headers.push(HeaderSpan { name: Span::of(buf, name), value: Span::of(buf, value) });
     }
+    head.keep_alive &= !closed;
     head.headers = headers;
     head.body = framing(&head, buf)?;
     match parsed.method {
@@ -699,6 +702,7 @@ mod tests {
         assert!(!ka(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, close\r\n\r\n"));
         assert!(!ka(b"GET / HTTP/1.0\r\n\r\n"));
         assert!(ka(b"GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n"));
+        assert!(!ka(b"GET / HTTP/1.0\r\nConnection: close, keep-alive\r\n\r\n"));
         let head = parse(b"POST / HTTP/1.1\r\nHost: x\r\nExpect: 100-Continue\r\nContent-Length: 1\r\n\r\n")
             .unwrap()
             .unwrap();

@@ -19,7 +19,7 @@ use tokio::time::Instant;
 
 use crate::config::{Location, Site};
 use crate::error_pages::ErrorTarget;
-use crate::http1::connection::{BodyError, Connection, Exchange, Next, Timeouts};
+use crate::http1::connection::{AfterBody, BodyError, Connection, Exchange, Next, Timeouts};
 use crate::http1::request_head::{BodyFraming, Method, Request, RequestHead, Version};
 use crate::log::access::AccessFormat;
 use crate::log::error::{format_line, ErrorContext};
@@ -149,7 +149,6 @@ impl App {
         let timeouts =
             Timeouts { header: defaults.client_header_timeout, keepalive: defaults.keepalive_timeout };
         let mut keepalive_timeout = defaults.keepalive_timeout;
-        let mut packet = Vec::new();
         // one wait for the stop for the connection's life, not one registration per request
         let mut stop = std::pin::pin!(stopping(shutdown.clone()));
         loop {
@@ -182,7 +181,7 @@ impl App {
             let stopping_now = *shutdown.borrow();
             // boxed: an idle keep-alive connection waits above with only a pointer to spare,
             // not the whole state of a request being served; the slot is reused
-            let step = RecycledBox::new(self.request_step(conn, head, peer, stopping_now, &mut packet));
+            let step = RecycledBox::new(self.request_step(conn, head, peer, stopping_now));
             match step.await {
                 Some(site_keepalive) => keepalive_timeout = site_keepalive,
                 None => return,
@@ -199,19 +198,22 @@ impl App {
         head: RequestHead,
         peer: Peer,
         stopping: bool,
-        packet: &mut Vec<u8>,
     ) -> Option<Duration> {
         let requests = conn.requests;
         let defaults = &self.sites[peer.local.map_or(0, |l| self.servers.default_for(l))].site.connection;
         let (req, mut ex) = conn.exchange(&head, defaults.send_timeout, defaults.client_body_timeout);
-        let (done, site_keepalive) = self.serve_request(req, &mut ex, peer, requests, stopping, packet).await;
-        match ex.into_after().filter(|_| done.keep_alive) {
+        let (done, site_keepalive) = self.serve_request(req, &mut ex, peer, requests, stopping).await;
+        let after = ex.into_after();
+        // closing with bytes of a further request unread (pipelined past `keepalive_requests`
+        // or `Connection: close`) would reset the connection under the answer: linger, as nginx
+        let pipelined = after.as_ref().is_some_and(AfterBody::has_bytes);
+        match after.filter(|_| done.keep_alive) {
             Some(after) => {
                 conn.finish(head, after);
                 Some(site_keepalive)
             }
             None => {
-                if done.linger {
+                if done.linger || pipelined {
                     conn.linger().await;
                 }
                 None
@@ -254,7 +256,6 @@ impl App {
         peer: Peer,
         requests: u64,
         stopping: bool,
-        packet: &mut Vec<u8>,
     ) -> (Done, Duration) {
         let started = std::time::Instant::now();
         let host = req.host().map(normalize_host);
@@ -309,7 +310,7 @@ impl App {
                 .await
             }
             Action::Forward(location) => {
-                self.forward_to_uwsgi(ex, rt, &info, location, notes, head_only, keep_alive, packet).await
+                self.forward_to_uwsgi(ex, rt, &info, location, notes, head_only, keep_alive).await
             }
         };
         (done, settings.keepalive_timeout)
@@ -494,7 +495,6 @@ impl App {
         mut notes: Vec<Note>,
         head_only: bool,
         keep_alive: bool,
-        packet: &mut Vec<u8>,
     ) -> Done {
         let site = &rt.site;
         let settings = &site.connection;
@@ -552,6 +552,8 @@ impl App {
                     .await;
             }
         };
+        // the packet buffer is the thread's, not the connection's: idle connections hold none
+        let mut packet = crate::buffer_pool::take(4096);
         let encoded = {
             let cgi = CgiRequest {
                 method: info.method_name,
@@ -575,9 +577,10 @@ impl App {
                 buffer_size: upstream.pool.config().uwsgi_buffer_size,
             };
             let vars = request_vars(info, &site.name);
-            encode_request(&cgi, || req.headers(), &opts, &vars, packet)
+            encode_request(&cgi, || req.headers(), &opts, &vars, &mut packet)
         };
         if let Err(e) = encoded {
+            crate::buffer_pool::give(packet);
             let label = upstream_label(&upstream.pool.config().name);
             notes.push(Note { level: Level::Error, message: e.to_string(), upstream: Some(label) });
             return self
@@ -585,13 +588,14 @@ impl App {
                 .await;
         }
         let exchange = UwsgiExchange {
-            packet,
+            packet: &packet,
             body,
             head_request: head_only,
             client_http10: req.version() == Version::Http10,
             keep_alive,
         };
         let forwarded = forward(ex, upstream, exchange).await;
+        crate::buffer_pool::give(packet);
         notes.extend(forwarded.notes);
         let fields = UpstreamFields {
             addr: forwarded.upstream_addr,
@@ -610,8 +614,9 @@ impl App {
                 Done { keep_alive: false, linger: false }
             }
             Err(status) => {
-                let keep = keep_alive && !ex.body_pending();
-                self.respond(ex, rt, info, Reply::error(status), false, notes, head_only, keep, fields).await
+                // an unread body is read and dropped before the connection is reused
+                self.respond(ex, rt, info, Reply::error(status), false, notes, head_only, keep_alive, fields)
+                    .await
             }
             Ok(relayed) => {
                 let response = ResponseInfo {

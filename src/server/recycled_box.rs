@@ -69,15 +69,18 @@ impl<F> Drop for RecycledBox<F> {
             return;
         }
         let raw = self.ptr.cast::<u8>();
-        let kept = FREE.with(|free| {
-            let mut free = free.borrow_mut();
-            if free.len() < KEPT {
-                free.push((layout, raw));
-                true
-            } else {
-                false
-            }
-        });
+        // (while the thread's locals are being torn down the slot is simply freed)
+        let kept = FREE
+            .try_with(|free| {
+                let mut free = free.borrow_mut();
+                if free.len() < KEPT {
+                    free.push((layout, raw));
+                    true
+                } else {
+                    false
+                }
+            })
+            .unwrap_or(false);
         if !kept {
             // SAFETY: allocated with this layout by `new`
             unsafe { dealloc(raw.as_ptr(), layout) };

@@ -31,12 +31,25 @@ pub enum SymlinkPolicy {
 
 /// A file or directory that was opened.
 pub enum Opened {
-    /// Shared: the open file cache may hold it too.
-    File {
-        file: std::sync::Arc<File>,
-        facts: FileFacts,
-    },
+    File { file: OpenFile, facts: FileFacts },
     Directory,
+}
+
+/// An open file: the request's own, or shared with the open file cache.
+#[derive(Debug)]
+pub enum OpenFile {
+    Own(File),
+    Shared(std::sync::Arc<File>),
+}
+
+impl std::ops::Deref for OpenFile {
+    type Target = File;
+    fn deref(&self) -> &File {
+        match self {
+            OpenFile::Own(f) => f,
+            OpenFile::Shared(f) => f,
+        }
+    }
 }
 
 /// Why a mapped path could not be served, with what the error log says about it.
@@ -132,7 +145,7 @@ pub fn open_file(path: &MappedPath, policy: SymlinkPolicy) -> Result<Opened, Ope
             log_message: format!("\"{}\" is not a regular file", show(&path.full())),
         });
     }
-    Ok(Opened::File { facts: FileFacts { size: meta.len(), mtime: meta.mtime() }, file: file.into() })
+    Ok(Opened::File { facts: FileFacts { size: meta.len(), mtime: meta.mtime() }, file: OpenFile::Own(file) })
 }
 
 /// Whether `path` exists as a regular file (or as a directory when `dir`), for

@@ -11,7 +11,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use super::open::{exists, open_file, FailureKind, OpenFailure, Opened, SymlinkPolicy};
+use super::open::{exists, open_file, FailureKind, OpenFailure, OpenFile, Opened, SymlinkPolicy};
 use super::resolve::MappedPath;
 
 /// The cache's settings (`open_file_cache`, `open_file_cache_valid`, `open_file_cache_errors`).
@@ -41,10 +41,9 @@ impl CacheSettings {
         let mut inactive = Duration::from_secs(60);
         for part in text.split_whitespace() {
             if let Some(n) = part.strip_prefix("max=") {
-                max =
-                    Some(n.parse::<usize>().ok().filter(|n| (1..=1_000_000).contains(n)).ok_or_else(
-                        || format!("`{part}`: max must be a number of entries from 1 to 1000000"),
-                    )?);
+                max = Some(n.parse::<usize>().ok().filter(|n| (1..=MAX_ENTRIES).contains(n)).ok_or_else(
+                    || format!("`{part}`: max must be a number of entries from 1 to {MAX_ENTRIES}"),
+                )?);
             } else if let Some(t) = part.strip_prefix("inactive=") {
                 inactive = parse_duration(t)
                     .ok_or_else(|| format!("`{part}`: inactive takes a time, such as 20s"))?;
@@ -55,6 +54,10 @@ impl CacheSettings {
         max.map(|m| Some((m, inactive))).ok_or_else(|| "open_file_cache needs max=N".to_string())
     }
 }
+
+/// The largest `max`: a sweep of the whole cache (once a second, or when it is full)
+/// stays well under a millisecond.
+const MAX_ENTRIES: usize = 100_000;
 
 /// What a lookup found out, as kept.
 enum Cached {
@@ -156,7 +159,9 @@ impl Cache {
     fn insert(&mut self, h: u64, parts: &[&[u8]; 4], value: Cached, now: Instant, s: &CacheSettings) {
         self.sweep(now, s.inactive, self.len >= s.max);
         if self.len >= s.max {
-            self.evict_least_recent();
+            // an eighth at a time: a cache kept full by new names costs one scan per
+            // max/8 misses, not one per miss
+            self.evict_least_recent(s.max.div_ceil(8));
         }
         let key = parts.concat();
         self.buckets.entry(h).or_default().push(Entry { key, value, checked: now, used: now });
@@ -181,21 +186,28 @@ impl Cache {
         self.len -= removed;
     }
 
-    fn evict_least_recent(&mut self) {
-        let oldest = self
-            .buckets
-            .iter()
-            .flat_map(|(h, b)| b.iter().enumerate().map(move |(i, e)| (e.used, *h, i)))
-            .min_by_key(|(used, _, _)| *used);
-        if let Some((_, h, i)) = oldest {
-            if let Some(bucket) = self.buckets.get_mut(&h) {
-                bucket.swap_remove(i);
-                if bucket.is_empty() {
-                    self.buckets.remove(&h);
-                }
-                self.len -= 1;
-            }
+    /// Drops the `count` least recently used entries.
+    fn evict_least_recent(&mut self, count: usize) {
+        let mut uses: Vec<Instant> = self.buckets.values().flatten().map(|e| e.used).collect();
+        if uses.is_empty() {
+            return;
         }
+        let nth = count.min(uses.len()) - 1;
+        let (_, &mut cutoff, _) = uses.select_nth_unstable(nth);
+        let mut left = count;
+        let mut removed = 0;
+        self.buckets.retain(|_, bucket| {
+            bucket.retain(|e| {
+                let evict = left > 0 && e.used <= cutoff;
+                if evict {
+                    left -= 1;
+                    removed += 1;
+                }
+                !evict
+            });
+            !bucket.is_empty()
+        });
+        self.len -= removed;
     }
 }
 
@@ -213,7 +225,9 @@ pub fn open(
     let now = Instant::now();
     let hit = CACHE.with(|c| {
         c.borrow_mut().get(h, &parts, now, s.valid).and_then(|v| match v {
-            Cached::File { file, facts } => Some(Ok(Opened::File { file: file.clone(), facts: *facts })),
+            Cached::File { file, facts } => {
+                Some(Ok(Opened::File { file: OpenFile::Shared(file.clone()), facts: *facts }))
+            }
             Cached::Directory => Some(Ok(Opened::Directory)),
             Cached::Failed { kind, log_message } => {
                 Some(Err(OpenFailure { kind: *kind, log_message: log_message.clone() }))
@@ -225,19 +239,37 @@ pub fn open(
     if let Some(result) = hit {
         return result;
     }
-    let result = open_file(path, policy);
-    let kept = match &result {
-        Ok(Opened::File { file, facts }) => Some(Cached::File { file: file.clone(), facts: *facts }),
-        Ok(Opened::Directory) => Some(Cached::Directory),
-        Err(f) if s.errors && f.kind != FailureKind::Internal => {
-            Some(Cached::Failed { kind: f.kind, log_message: f.log_message.clone() })
+    let (result, kept) = match open_file(path, policy) {
+        Ok(Opened::File { file, facts }) => {
+            // from now on the file is shared with the cache
+            let shared = match file {
+                OpenFile::Own(f) => std::sync::Arc::new(f),
+                OpenFile::Shared(f) => f,
+            };
+            let kept = Cached::File { file: shared.clone(), facts };
+            (Ok(Opened::File { file: OpenFile::Shared(shared), facts }), Some(kept))
         }
-        Err(_) => None,
+        other => {
+            let kept = keep_other(&other, s);
+            (other, kept)
+        }
     };
     if let Some(value) = kept {
         CACHE.with(|c| c.borrow_mut().insert(h, &parts, value, now, s));
     }
     result
+}
+
+/// What of a directory or a failure is kept (failures only with `errors`).
+fn keep_other(result: &Result<Opened, OpenFailure>, s: &CacheSettings) -> Option<Cached> {
+    match result {
+        Ok(Opened::File { .. }) => None,
+        Ok(Opened::Directory) => Some(Cached::Directory),
+        Err(f) if s.errors && f.kind != FailureKind::Internal => {
+            Some(Cached::Failed { kind: f.kind, log_message: f.log_message.clone() })
+        }
+        Err(_) => None,
+    }
 }
 
 /// [`exists`], through the cache when the location has one (a miss is kept only with
@@ -291,8 +323,8 @@ mod tests {
 
     fn file_of(r: Result<Opened, OpenFailure>) -> Arc<std::fs::File> {
         match r {
-            Ok(Opened::File { file, .. }) => file,
-            _ => panic!("not a file"),
+            Ok(Opened::File { file: OpenFile::Shared(file), .. }) => file,
+            _ => panic!("not a shared file"),
         }
     }
 

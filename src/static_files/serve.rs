@@ -197,7 +197,7 @@ fn serve_index(cfg: &FilesConfig, req: &FileRequest, notes: &mut Vec<Note>) -> O
 static BOUNDARY: AtomicU64 = AtomicU64::new(0);
 
 /// The 200/206/304/412/416 response for an open file.
-fn file_reply(file: std::sync::Arc<std::fs::File>, facts: FileFacts, req: &FileRequest) -> Outcome {
+fn file_reply(file: super::open::OpenFile, facts: FileFacts, req: &FileRequest) -> Outcome {
     let etag = facts.etag();
     let header = |which| req.request.known(which);
     let conditions = Conditions {

@@ -43,7 +43,10 @@ enum State {
         digits: usize,
     },
     /// After the digits: extensions or whitespace until LF.
-    SizeRest,
+    SizeRest {
+        extension: bool,
+        cr: bool,
+    },
     /// `remaining` bytes of data to pass through.
     Data,
     /// After data: expecting CR or LF.
@@ -119,29 +122,30 @@ impl ChunkedDecoder {
                     } else if digits == 0 {
                         return Err(ChunkError::BadSize);
                     } else {
-                        self.state = State::SizeRest;
+                        self.state = State::SizeRest { extension: false, cr: false };
                     }
                 }
-                State::SizeRest => {
+                // as nginx: after the digits `;`, SP or HTAB start an extension (anything
+                // up to the line end), CR must be followed by LF
+                State::SizeRest { extension, cr } => {
                     i += 1;
-                    if b == b'\n' {
-                        self.line_len = 0;
-                        if self.size == 0 {
-                            self.state = State::Trailer { line_len: 0 };
-                        } else {
-                            self.remaining = self.size;
-                            self.state = State::Data;
+                    match b {
+                        b'\n' => {
+                            self.line_len = 0;
+                            if self.size == 0 {
+                                self.state = State::Trailer { line_len: 0 };
+                            } else {
+                                self.remaining = self.size;
+                                self.state = State::Data;
+                            }
                         }
-                    } else if b == b';'
-                        || b == b'\r'
-                        || b == b' '
-                        || b == b'\t'
-                        || self.line_len > 0 && b.is_ascii_graphic()
-                    {
-                        self.bump_line()?;
-                    } else {
-                        return Err(ChunkError::BadSize);
+                        _ if cr => return Err(ChunkError::BadSize),
+                        b'\r' => self.state = State::SizeRest { extension, cr: true },
+                        b';' | b' ' | b'\t' => self.state = State::SizeRest { extension: true, cr: false },
+                        _ if extension => {}
+                        _ => return Err(ChunkError::BadSize),
                     }
+                    self.bump_line()?;
                 }
                 State::Data => {
                     let take = usize::try_from(self.remaining).unwrap_or(usize::MAX).min(input.len() - i);
@@ -252,6 +256,10 @@ mod tests {
         assert_eq!(decode_all(b"zz\r\n").unwrap_err(), ChunkError::BadSize);
         assert_eq!(decode_all(b"\r\n").unwrap_err(), ChunkError::BadSize);
         assert_eq!(decode_all(b"3\r\nabcX").unwrap_err(), ChunkError::MissingCrlf);
+        // nginx's chunk-size line: junk after the digits, or a CR not before LF, is refused
+        assert_eq!(decode_all(b"5xyz\r\nhello\r\n").unwrap_err(), ChunkError::BadSize);
+        assert_eq!(decode_all(b"5\rX\nhello\r\n").unwrap_err(), ChunkError::BadSize);
+        assert_eq!(decode_all(b"5 ;a=b c\r\nhello\r\n0\r\n\r\n").unwrap().0, b"hello");
         assert_eq!(decode_all(b"10000000000000000\r\n").unwrap_err(), ChunkError::SizeOverflow);
         assert_eq!(decode_all(b"8000000000000000\r\n").unwrap_err(), ChunkError::SizeOverflow);
         assert!(!decode_all(b"7fffffffffffffff\r\n").unwrap().2, "a size of 2^63 - 1 is valid");
