@@ -57,7 +57,9 @@ impl Head {
             let _ = write!(out, "Content-Length: {len}\r\n");
         }
         if let Some(mtime) = self.last_modified {
-            let _ = write!(out, "Last-Modified: {}\r\n", http_date(mtime));
+            if let Some(date) = http_date(mtime) {
+                let _ = write!(out, "Last-Modified: {date}\r\n");
+            }
         }
         if let Some(loc) = &self.location {
             let _ = write!(out, "Location: {loc}\r\n");
@@ -75,13 +77,13 @@ impl Head {
 }
 
 /// An HTTP date (IMF-fixdate) for seconds since the epoch.
-pub fn http_date(secs: i64) -> httpdate::HttpDate {
-    let t = if secs >= 0 {
-        UNIX_EPOCH + Duration::from_secs(secs.unsigned_abs())
-    } else {
-        UNIX_EPOCH - Duration::from_secs(secs.unsigned_abs())
-    };
-    httpdate::HttpDate::from(t)
+/// `None` for times an HTTP date cannot express (before 1970, after 9999), as a file's
+/// mtime can be: the response then goes without `Last-Modified`.
+pub fn http_date(secs: i64) -> Option<httpdate::HttpDate> {
+    // 9999-12-31 23:59:59, the last second httpdate formats
+    const LAST: u64 = 253_402_300_799;
+    let secs = u64::try_from(secs).ok().filter(|&s| s <= LAST)?;
+    Some(httpdate::HttpDate::from(UNIX_EPOCH + Duration::from_secs(secs)))
 }
 
 /// A file's body: one range of it (sent with sendfile), or several with multipart
@@ -181,6 +183,19 @@ fn page(status: u16) -> Bytes {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mtimes_an_http_date_cannot_express_leave_last_modified_out() {
+        assert_eq!(http_date(0).unwrap().to_string(), "Thu, 01 Jan 1970 00:00:00 GMT");
+        assert!(http_date(-17_280_000).is_none(), "1969");
+        assert!(http_date(253_402_300_800).is_none(), "year 10000");
+        assert!(http_date(i64::MAX).is_none());
+        let mut h = Head::new(200);
+        h.last_modified = Some(-1);
+        let mut out = Vec::new();
+        h.encode("Thu, 01 Jan 1970 00:00:00 GMT", true, &mut out);
+        assert!(!String::from_utf8_lossy(&out).contains("Last-Modified"));
+    }
 
     #[test]
     fn head_in_nginx_order() {

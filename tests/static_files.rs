@@ -172,6 +172,33 @@ fn response_headers_as_nginx() {
     assert_eq!(r.status, 200);
 }
 
+/// A file dated before 1970 (`touch -d 1969-06-01`) is served: an HTTP date cannot say
+/// when it was modified, so `Last-Modified` is left out; the ETag still comes from the
+/// mtime. (Formatting that date panicked the worker before.)
+#[test]
+fn a_file_from_before_1970_is_served_without_last_modified() {
+    let p = start();
+    let path = p.dir.path().join("html/a.txt");
+    let old = nix::sys::time::TimeSpec::new(-18_000_000, 0);
+    nix::sys::stat::utimensat(
+        nix::fcntl::AT_FDCWD,
+        &path,
+        &old,
+        &old,
+        nix::sys::stat::UtimensatFlags::FollowSymlink,
+    )
+    .unwrap();
+    for _ in 0..2 {
+        let r = p.get("/a.txt");
+        assert_eq!(r.status, 200);
+        assert_eq!(r.body.len() as u64, std::fs::metadata(&path).unwrap().len());
+        assert_eq!(r.header("last-modified"), None, "{}", r.head);
+        assert!(r.header("etag").is_some());
+    }
+    // and the worker goes on serving
+    assert_eq!(p.get("/index.html").status, 200);
+}
+
 #[test]
 fn content_types_by_extension() {
     let p = start();

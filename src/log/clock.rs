@@ -62,7 +62,7 @@ fn format_second(secs: i64) -> TimeStrings {
         time_local: t.format("%d/%b/%Y:%H:%M:%S %z").to_string(),
         iso8601: t.format("%Y-%m-%dT%H:%M:%S%:z").to_string(),
         error_log: t.format("%Y/%m/%d %H:%M:%S").to_string(),
-        http_date: crate::response::http_date(secs).to_string(),
+        http_date: crate::response::http_date(secs).map_or_else(String::new, |d| d.to_string()),
     }
 }
 
