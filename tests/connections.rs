@@ -174,26 +174,8 @@ fn large_file_to_a_slow_reader_arrives_intact() {
 /// by sendfile calls add up to the file, and the body still arrives intact.
 #[test]
 fn static_bodies_are_sent_with_sendfile() {
-    if Command::new("strace").arg("-V").output().is_err() {
-        eprintln!(
-            "SKIPPED: strace is not installed (apt-get install strace); the sendfile proof did not run"
-        );
-        return;
-    }
-    let d = fixture();
     let data = pattern(3 << 20);
-    d.write("html/big.bin", &data);
-    let trace = d.path().join("strace.out");
-    let trace_arg = trace.display().to_string();
-    let mut p =
-        Portico::start_in(d, SITE, &["strace", "-f", "-qq", "-e", "trace=sendfile", "-o", &trace_arg]);
-    let r = p.request("GET /big.bin HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
-    assert_eq!(r.status, 200);
-    assert!(r.body == data, "body differs from the file");
-    // strace does not pass signals on: stop portico itself, then strace exits with it
-    Command::new("pkill").args(["-INT", "-P", &p.child.id().to_string()]).status().unwrap();
-    p.wait_exit(Duration::from_secs(10)).expect("portico under strace did not stop");
-    let text = std::fs::read_to_string(&trace).unwrap();
+    let Some(text) = sendfile_trace(SITE, &data, "the sendfile proof") else { return };
     let sent: u64 = text
         .lines()
         .filter(|l| l.contains("sendfile("))
@@ -201,6 +183,33 @@ fn static_bodies_are_sent_with_sendfile() {
         .filter_map(|n| n.trim().parse::<u64>().ok())
         .sum();
     assert_eq!(sent, data.len() as u64, "sendfile did not carry the whole body:\n{text}");
+}
+
+/// Serves `data` as a file under `strace -e trace=sendfile` with `site`, checks the body
+/// arrives intact, and returns the trace; `None` (said loudly) when strace is missing,
+/// which fails under CI, where .ci/run installs it.
+fn sendfile_trace(site: &str, data: &[u8], what: &str) -> Option<String> {
+    if Command::new("strace").arg("-V").output().is_err() {
+        assert!(
+            std::env::var("CI").is_err(),
+            "strace is missing under CI: .ci/run installs it (apt-get install strace)"
+        );
+        eprintln!("SKIPPED: strace is not installed (apt-get install strace); {what} did not run");
+        return None;
+    }
+    let d = fixture();
+    d.write("html/big.bin", data);
+    let trace = d.path().join("strace.out");
+    let trace_arg = trace.display().to_string();
+    let mut p =
+        Portico::start_in(d, site, &["strace", "-f", "-qq", "-e", "trace=sendfile", "-o", &trace_arg]);
+    let r = p.request("GET /big.bin HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    assert_eq!(r.status, 200);
+    assert!(r.body == data, "body differs from the file");
+    // strace does not pass signals on: stop portico itself, then strace exits with it
+    Command::new("pkill").args(["-INT", "-P", &p.child.id().to_string()]).status().unwrap();
+    p.wait_exit(Duration::from_secs(10)).expect("portico under strace did not stop");
+    Some(std::fs::read_to_string(&trace).unwrap())
 }
 
 #[test]
@@ -411,30 +420,8 @@ fn send_timeout_cuts_a_client_that_stops_reading() {
 /// sendfile(2), and arrives intact — the path TLS streams will take.
 #[test]
 fn sendfile_off_reads_and_writes_the_file() {
-    if Command::new("strace").arg("-V").output().is_err() {
-        assert!(
-            std::env::var("CI").is_err(),
-            "strace is missing under CI: .ci/run installs it (apt-get install strace)"
-        );
-        eprintln!(
-            "SKIPPED: strace is not installed (apt-get install strace); the sendfile-off proof did not run"
-        );
-        return;
-    }
-    let d = fixture();
-    let data = pattern(3 << 20);
-    d.write("html/big.bin", &data);
-    let trace = d.path().join("strace.out");
-    let trace_arg = trace.display().to_string();
     let site = SITE.replace("match = \"/\"", "match = \"/\"\nsendfile = false");
-    let mut p =
-        Portico::start_in(d, &site, &["strace", "-f", "-qq", "-e", "trace=sendfile", "-o", &trace_arg]);
-    let r = p.request("GET /big.bin HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
-    assert_eq!(r.status, 200);
-    assert!(r.body == data, "body differs from the file");
-    Command::new("pkill").args(["-INT", "-P", &p.child.id().to_string()]).status().unwrap();
-    p.wait_exit(Duration::from_secs(10)).expect("portico under strace did not stop");
-    let text = std::fs::read_to_string(&trace).unwrap();
+    let Some(text) = sendfile_trace(&site, &pattern(3 << 20), "the sendfile-off proof") else { return };
     assert!(!text.contains("sendfile("), "sendfile was used with sendfile = false:\n{text}");
 }
 

@@ -28,6 +28,7 @@ use crate::log::{Level, Note};
 use crate::response::{closes_connection, Reply};
 use crate::routing::locations::{Captures, LocationId};
 use crate::routing::servers::{normalize_host, InvalidHost, ServerTable};
+use crate::server::settings::ConnectionSettings;
 use crate::static_files::serve::{serve, try_files, FileRequest, Outcome};
 use crate::uri::{normalized, split_target};
 use crate::uwsgi::codec::request::{encode_request, CgiRequest, EncodeOptions};
@@ -181,7 +182,7 @@ impl App {
             let stopping_now = *shutdown.borrow();
             // boxed: an idle keep-alive connection waits above with only a pointer to spare,
             // not the whole state of a request being served; the slot is reused
-            let step = RecycledBox::new(self.request_step(conn, head, peer, stopping_now));
+            let step = RecycledBox::new(self.request_step(conn, head, defaults, peer, stopping_now));
             match step.await {
                 Some(site_keepalive) => keepalive_timeout = site_keepalive,
                 None => return,
@@ -196,11 +197,11 @@ impl App {
         &self,
         conn: &mut Connection<Stream>,
         head: RequestHead,
+        defaults: &ConnectionSettings,
         peer: Peer,
         stopping: bool,
     ) -> Option<Duration> {
         let requests = conn.requests;
-        let defaults = &self.sites[peer.local.map_or(0, |l| self.servers.default_for(l))].site.connection;
         let (req, mut ex) = conn.exchange(&head, defaults.send_timeout, defaults.client_body_timeout);
         let (done, site_keepalive) = self.serve_request(req, &mut ex, peer, requests, stopping).await;
         let after = ex.into_after();

@@ -599,8 +599,10 @@ async fn relay(
     // the head stays in the write buffer: the body bytes already here join it, so a small
     // response goes out in one write
     let before = client.bytes_sent();
-    let body_result =
+    let relayed_body =
         relay_body(client, conn, resp, head.head_len, head.framing, chunked, cfg.read_timeout, early).await;
+    // what is buffered goes out in any case: a broken body still ends after what came
+    let body_result = relayed_body.and(flush(client).await);
     let sent = client.bytes_sent() - before;
     relayed.body_bytes = sent.saturating_sub(relayed.head_bytes);
     if sent < relayed.head_bytes {
@@ -842,26 +844,9 @@ fn client_head(
 }
 
 /// Relays the body after the head waiting in the client's write buffer, which is written
-/// whenever uWSGI has to be waited for, when it fills, and at the end.
+/// whenever uWSGI has to be waited for and when it fills; the caller writes what is left.
 #[allow(clippy::too_many_arguments)]
 async fn relay_body(
-    client: &mut Client<'_>,
-    conn: &Conn,
-    pending: &mut Vec<u8>,
-    body_start: usize,
-    framing: Framing,
-    chunked: bool,
-    timeout: Duration,
-    early: bool,
-) -> Result<(), Note> {
-    let result = relay_body_bytes(client, conn, pending, body_start, framing, chunked, timeout, early).await;
-    // what is buffered goes out in any case: a broken body still ends after what came
-    let flushed = flush(client).await;
-    result.and(flushed)
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn relay_body_bytes(
     client: &mut Client<'_>,
     conn: &Conn,
     pending: &mut Vec<u8>,
