@@ -4,16 +4,18 @@
 //! log formatting, configuration validation) are usable on their own, which is what the
 //! tests, benchmarks and fuzz targets do; `server` is the thin async shell around them.
 
+pub mod ascii;
 pub mod buffer_pool;
+pub mod clock;
 pub mod config;
+pub mod config_file;
 pub mod error_pages;
 pub mod http1;
 pub mod log;
-pub mod response;
+pub mod reply;
 pub mod routing;
 pub mod server;
 pub mod static_files;
-pub mod text;
 pub mod uri;
 pub mod uwsgi;
 pub mod variables;

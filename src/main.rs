@@ -5,7 +5,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use portico::config::{self, diag::Diagnostic};
+use portico::config::diag::Diagnostic;
+use portico::config_file;
 
 #[derive(Parser)]
 #[command(name = "portico", version, about = "A front server for uWSGI apps that takes nginx's place")]
@@ -33,7 +34,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Check { config } => match config::load(&config) {
+        Command::Check { config } => match config_file::load(&config) {
             Ok((_, warnings)) => {
                 print_all(&warnings);
                 println!("{}: configuration ok", config.display());
@@ -47,7 +48,7 @@ fn main() -> ExitCode {
         },
         Command::Run { config } => {
             let shown = config.display().to_string();
-            let loaded = match config::load(&config) {
+            let loaded = match config_file::load(&config) {
                 Ok((c, warnings)) => {
                     print_all(&warnings);
                     c

@@ -7,7 +7,7 @@
 
 use std::fmt;
 
-use crate::text::hex_digit;
+use crate::ascii::{hex_digit, hex_pair};
 
 /// Why a request target was refused (each is a 400 Bad Request).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -165,15 +165,15 @@ fn percent_decode(raw: &[u8]) -> Result<Vec<u8>, UriError> {
 /// Percent-encodes a decoded path for use in a `Location` header: bytes that may not
 /// appear in a URI path are escaped, everything else is kept.
 pub fn escape_path(path: &[u8], out: &mut String) {
-    const HEX: &[u8; 16] = b"0123456789ABCDEF";
     for &b in path {
         let keep = b.is_ascii_alphanumeric() || b"/-._~!$&'()*+,;=:@".contains(&b);
         if keep {
             out.push(b as char);
         } else {
+            let [hi, lo] = hex_pair(b);
             out.push('%');
-            out.push(HEX[(b >> 4) as usize] as char);
-            out.push(HEX[(b & 15) as usize] as char);
+            out.push(char::from(hi));
+            out.push(char::from(lo));
         }
     }
 }

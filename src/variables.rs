@@ -257,14 +257,6 @@ impl Template {
         }
     }
 
-    /// The variables named, in order.
-    pub fn vars(&self) -> impl Iterator<Item = &Var> {
-        self.pieces.iter().filter_map(|p| match p {
-            Piece::Var(v) => Some(v),
-            Piece::Literal(_) => None,
-        })
-    }
-
     /// Appends the rendered template to `out`.
     pub fn render(&self, src: &dyn VarSource, escape: Escape, out: &mut Vec<u8>) {
         for piece in &self.pieces {
@@ -295,11 +287,11 @@ fn escape_log_in_place(out: &mut Vec<u8>, start: usize) {
     if !out[start..].iter().any(|&b| needs(b)) {
         return;
     }
-    const HEX: &[u8; 16] = b"0123456789ABCDEF";
     let raw = out.split_off(start);
     for b in raw {
         if needs(b) {
-            out.extend_from_slice(&[b'\\', b'x', HEX[(b >> 4) as usize], HEX[(b & 15) as usize]]);
+            let [hi, lo] = crate::ascii::hex_pair(b);
+            out.extend_from_slice(&[b'\\', b'x', hi, lo]);
         } else {
             out.push(b);
         }

@@ -271,7 +271,7 @@ fn head_end(buf: &[u8]) -> Option<usize> {
 /// Runs `portico::server::run` on a background thread (it returns only on a start-up
 /// error; the test process exits with it still serving) and waits until it listens.
 fn start_in_process(conf: &Path, port: u16) -> SocketAddr {
-    let (config, warnings) = portico::config::load(conf).unwrap_or_else(|diags| {
+    let (config, warnings) = portico::config_file::load(conf).unwrap_or_else(|diags| {
         panic!(
             "the test configuration is refused:\n{}",
             diags.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("\n")

@@ -7,7 +7,7 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else { return };
-    match portico::config::parse(text, "fuzz.toml") {
+    match portico::config_file::parse(text, "fuzz.toml") {
         Ok(_) => {}
         Err(diags) => {
             assert!(!diags.is_empty());

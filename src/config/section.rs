@@ -33,10 +33,6 @@ impl<'a, 'i> Section<'a, 'i> {
         self.span.clone()
     }
 
-    pub fn kind(&self) -> &'static str {
-        self.kind
-    }
-
     fn raw(&mut self, key: &'static str) -> Option<&'a Spanned<DeValue<'i>>> {
         if !self.asked.contains(&key) {
             self.asked.push(key);

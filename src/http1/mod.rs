@@ -2,7 +2,7 @@
 //! parser ([`request_head`]), body framing ([`body`]), the response-head encoder
 //! ([`response_head`]) — and a thin shell ([`connection`]) that owns the socket, the
 //! buffers (only while a request is in flight), the deadlines, keep-alive and
-//! pipelining. It knows nothing of routing, files or uWSGI; the server's request steps
+//! pipelining; [`settings`] holds its keys. It knows nothing of routing, files or uWSGI; the server's request steps
 //! receive a parsed [`request_head::Request`] and an [`connection::Exchange`].
 
 pub mod body;
@@ -10,3 +10,4 @@ pub mod body;
 pub mod connection;
 pub mod request_head;
 pub mod response_head;
+pub mod settings;

@@ -8,7 +8,7 @@
 
 use std::fmt;
 
-use crate::text::{parse_decimal, trim_ows};
+use crate::ascii::{parse_decimal, trim_ows};
 
 /// Size limits, nginx's `large_client_header_buffers` (4 buffers of 8k by default).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -7,7 +7,6 @@
 //! `log_format` keys.
 
 pub mod access;
-pub mod clock;
 pub mod config;
 pub mod error;
 pub mod writer;

@@ -106,6 +106,14 @@ impl Matcher {
             _ => None,
         }
     }
+
+    /// The names of the regex's named groups (`$name` in the location's templates).
+    pub fn group_names(matcher: Option<&Matcher>) -> Vec<&str> {
+        matcher
+            .and_then(Matcher::regex_ref)
+            .map(|r| r.capture_names().flatten().collect())
+            .unwrap_or_default()
+    }
 }
 
 fn first_line(s: &str) -> &str {

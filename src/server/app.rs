@@ -17,26 +17,26 @@ use pingora_core::protocols::Stream;
 use pingora_core::server::ShutdownWatch;
 use tokio::time::Instant;
 
-use crate::config::{Location, Site};
+use crate::config_file::{Location, Site};
 use crate::error_pages::ErrorTarget;
 use crate::http1::connection::{AfterBody, BodyError, Connection, Exchange, Next, Timeouts};
 use crate::http1::request_head::{BodyFraming, Method, Request, RequestHead, Version};
+use crate::http1::settings::ConnectionSettings;
 use crate::log::access::AccessFormat;
 use crate::log::error::{format_line, ErrorContext};
 use crate::log::writer::Sink;
 use crate::log::{Level, Note};
-use crate::response::{closes_connection, Reply};
+use crate::reply::{closes_connection, Reply};
 use crate::routing::locations::{Captures, LocationId};
 use crate::routing::servers::{normalize_host, InvalidHost, ServerTable};
-use crate::server::settings::ConnectionSettings;
 use crate::static_files::serve::{serve, try_files, FileRequest, Outcome};
 use crate::uri::{normalized, split_target};
 use crate::uwsgi::codec::request::{encode_request, CgiRequest, EncodeOptions};
 use crate::uwsgi::forward::{forward, prepare_body, upstream_label, Exchange as UwsgiExchange, Upstream};
 
 use super::recycled_box::RecycledBox;
-use super::reply::send_reply;
 use super::request::{RequestInfo, ResponseInfo, Vars};
+use super::send_reply::send_reply;
 
 /// nginx stops after this many internal redirects (index, try_files, error_page).
 const MAX_INTERNAL_REDIRECTS: usize = 10;
@@ -240,8 +240,8 @@ impl App {
         );
         let reply = Reply::error(status);
         let mut bytes = Vec::new();
-        crate::log::clock::with_http_date(|date| reply.head.encode(date, false, &mut bytes));
-        if let crate::response::Body::Bytes(b) = &reply.body {
+        crate::clock::with_http_date(|date| reply.head.encode(date, false, &mut bytes));
+        if let crate::reply::Body::Bytes(b) = &reply.body {
             bytes.extend_from_slice(b);
         }
         // a client too slow with its head is not waited for any longer
@@ -671,7 +671,7 @@ impl App {
             }
         }
         let Some((sink, format)) = &rt.access else { return };
-        let now = crate::log::clock::now();
+        let now = crate::clock::now();
         let vars =
             Vars { info, server_name: &rt.site.name, response: Some(response), now: Some(&now), body_read };
         LINE.with(|line| {
@@ -686,7 +686,7 @@ impl App {
         if level > rt.error_level {
             return;
         }
-        let now = crate::log::clock::now();
+        let now = crate::clock::now();
         let tid = nix::unistd::gettid().as_raw();
         rt.error_log.write(&format_line(
             &now.strings.error_log,

@@ -77,7 +77,7 @@ pub struct Vars<'a, 'r> {
     pub server_name: &'a str,
     pub response: Option<&'a ResponseInfo>,
     /// The time for `$time_local`, `$time_iso8601`, `$msec`, taken once per log line.
-    pub now: Option<&'a crate::log::clock::Now>,
+    pub now: Option<&'a crate::clock::Now>,
     /// Request body bytes read, for `$request_length`.
     pub body_read: u64,
 }

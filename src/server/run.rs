@@ -11,7 +11,7 @@ use pingora_core::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch}
 use pingora_core::services::listening::Service;
 use tokio::signal::unix::{signal, SignalKind};
 
-use crate::config::Config;
+use crate::config_file::Config;
 use crate::log::writer::{LogControl, LogWriter};
 use crate::static_files::open::openat2_available;
 use crate::uwsgi::forward::Upstream;

@@ -170,6 +170,11 @@ pub struct FilesConfig {
 }
 
 impl FilesConfig {
+    /// No `root`, `alias` or `try_files`: this location serves no file.
+    pub fn serves_no_file(&self) -> bool {
+        matches!(self.mapping, Mapping::Unmapped) && self.try_files.is_none()
+    }
+
     /// Reads a location's file keys on top of its server's `defaults`.
     pub fn parse(
         s: &mut Section,
@@ -178,10 +183,7 @@ impl FilesConfig {
         diags: &mut Diagnostics,
     ) -> FilesConfig {
         let inherited = read_inheritable(s, defaults, diags);
-        let named_groups: Vec<&str> = matcher
-            .and_then(Matcher::regex_ref)
-            .map(|r| r.capture_names().flatten().collect())
-            .unwrap_or_default();
+        let named_groups = Matcher::group_names(matcher);
         let scope = Scope::Request { named_groups: &named_groups };
         let is_regex = matcher.and_then(Matcher::regex_ref).is_some();
 

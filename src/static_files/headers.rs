@@ -4,9 +4,7 @@
 //! each following nginx's rules (`if_modified_since exact`, ranges parsed as
 //! `ngx_http_range_filter_module` parses them).
 
-use std::time::UNIX_EPOCH;
-
-use crate::text::trim_ows;
+use crate::ascii::trim_ows;
 
 /// The facts about a file that its response headers are made of.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -57,15 +55,6 @@ impl std::fmt::Display for ETag {
 impl std::fmt::Debug for ETag {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self)
-    }
-}
-
-fn parse_http_time(value: &[u8]) -> Option<i64> {
-    let text = std::str::from_utf8(value).ok()?;
-    let t = httpdate::parse_http_date(text.trim()).ok()?;
-    match t.duration_since(UNIX_EPOCH) {
-        Ok(d) => i64::try_from(d.as_secs()).ok(),
-        Err(e) => i64::try_from(e.duration().as_secs()).ok().map(|s| -s),
     }
 }
 
@@ -136,7 +125,7 @@ pub struct Conditions<'a> {
 pub fn evaluate_conditions(c: &Conditions, facts: &FileFacts, etag: &str) -> Conditional {
     if let Some(ius) = c.if_unmodified_since {
         // an unparsable date is ignored, as nginx ignores it
-        if let Some(t) = parse_http_time(ius) {
+        if let Some(t) = crate::clock::parse_http_date(ius) {
             if t < facts.mtime {
                 return Conditional::PreconditionFailed;
             }
@@ -152,7 +141,7 @@ pub fn evaluate_conditions(c: &Conditions, facts: &FileFacts, etag: &str) -> Con
     }
     if let Some(ims) = c.if_modified_since {
         // `if_modified_since exact`: only the very same date means "not modified"
-        if parse_http_time(ims) != Some(facts.mtime) {
+        if crate::clock::parse_http_date(ims) != Some(facts.mtime) {
             return Conditional::Proceed;
         }
     }
@@ -236,7 +225,7 @@ pub fn evaluate_range(
         let matches = if ir_trim.first() == Some(&b'"') || ir_trim.starts_with(b"W/") {
             etag_list_matches(ir_trim, etag, false)
         } else {
-            parse_http_time(ir_trim) == Some(facts.mtime)
+            crate::clock::parse_http_date(ir_trim) == Some(facts.mtime)
         };
         if !matches {
             return RangeDecision::Full;
@@ -350,7 +339,7 @@ mod tests {
     #[test]
     fn etag_and_date_as_nginx() {
         assert_eq!(&*F.etag(), "\"6553f100-3e8\"");
-        assert_eq!(crate::response::http_date(F.mtime).unwrap().to_string(), "Tue, 14 Nov 2023 22:13:20 GMT");
+        assert_eq!(crate::clock::http_date(F.mtime).unwrap().to_string(), "Tue, 14 Nov 2023 22:13:20 GMT");
         let max = FileFacts { size: u64::MAX, mtime: i64::MAX };
         assert_eq!(max.etag().len(), 35);
     }
@@ -408,7 +397,7 @@ mod tests {
     #[test]
     fn if_range() {
         let etag = F.etag();
-        let lm = crate::response::http_date(F.mtime).unwrap().to_string();
+        let lm = crate::clock::http_date(F.mtime).unwrap().to_string();
         let yes = evaluate_range(Some(b"bytes=0-1"), Some(etag.as_bytes()), &F, &etag);
         assert_eq!(yes, RangeDecision::Single(r(0, 2)));
         let by_date = evaluate_range(Some(b"bytes=0-1"), Some(lm.as_bytes()), &F, &etag);
@@ -424,7 +413,7 @@ mod tests {
     #[test]
     fn conditionals_as_nginx() {
         let etag = F.etag();
-        let lm = crate::response::http_date(F.mtime).unwrap().to_string();
+        let lm = crate::clock::http_date(F.mtime).unwrap().to_string();
         let eval = |c: Conditions| evaluate_conditions(&c, &F, &etag);
         assert_eq!(eval(Conditions::default()), Conditional::Proceed);
         assert_eq!(

@@ -7,7 +7,7 @@ use bytes::Bytes;
 
 use crate::http1::request_head::{Known, Method, Request};
 use crate::log::{Level, Note};
-use crate::response::{Body, Head, Part, Parts, Reply};
+use crate::reply::{Body, Head, Part, Parts, Reply};
 use crate::uri::escape_path;
 use crate::variables::{Escape, VarSource};
 

@@ -584,7 +584,7 @@ async fn relay(
         exchange.client_http10 && matches!(head.framing, Framing::Chunked | Framing::UntilClose);
     let keep_alive = exchange.keep_alive && !client.body_pending() && !close_delimited;
     let chunked = !exchange.client_http10 && matches!(head.framing, Framing::Chunked | Framing::UntilClose);
-    crate::log::clock::with_http_date(|date| {
+    crate::clock::with_http_date(|date| {
         client_head(&head, resp, exchange.head_request, chunked, keep_alive, date, client.out)
     });
     let mut relayed = Relayed {

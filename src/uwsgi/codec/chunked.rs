@@ -5,7 +5,7 @@
 use std::fmt;
 use std::ops::Range;
 
-use crate::text::hex_digit;
+use crate::ascii::hex_digit;
 
 /// Longest chunk-size line (size, extensions) or trailer line accepted.
 const MAX_LINE: usize = 4096;

@@ -16,7 +16,7 @@
 use std::fmt;
 use std::net::SocketAddr;
 
-use crate::text::trim_ows;
+use crate::ascii::trim_ows;
 use crate::variables::{Escape, Template, VarSource};
 
 use super::packet::{PacketError, PacketWriter, MAX_VARS};

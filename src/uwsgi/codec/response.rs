@@ -13,7 +13,7 @@
 use std::fmt;
 use std::ops::Range;
 
-use crate::text::{parse_decimal, trim_ows as trim};
+use crate::ascii::{parse_decimal, trim_ows as trim};
 
 /// Most headers a response may carry.
 const MAX_HEADERS: usize = 128;

@@ -3,7 +3,7 @@
 //! stream is a plain socket and the location has `sendfile` on, else read and written.
 
 use crate::http1::connection::{Exchange, SendError};
-use crate::response::{Body, Part, Parts, Reply};
+use crate::reply::{Body, Part, Parts, Reply};
 
 /// What went out, for the access log.
 #[derive(Clone, Copy, Debug, Default)]
@@ -21,7 +21,7 @@ pub async fn send_reply(
     zero_copy: bool,
 ) -> Result<Sent, SendError> {
     let before = ex.bytes_sent();
-    crate::log::clock::with_http_date(|date| reply.head.encode(date, keepalive, ex.out));
+    crate::clock::with_http_date(|date| reply.head.encode(date, keepalive, ex.out));
     let head_bytes = ex.out.len() as u64;
     let sent = |ex: &Exchange| Sent { head_bytes, body_bytes: ex.bytes_sent() - before - head_bytes };
     if head_only {

@@ -5,7 +5,6 @@
 use std::borrow::Cow;
 use std::fmt::Display;
 use std::io::Write as _;
-use std::time::{Duration, UNIX_EPOCH};
 
 use bytes::Bytes;
 
@@ -57,7 +56,7 @@ impl Head {
             let _ = write!(out, "Content-Length: {len}\r\n");
         }
         if let Some(mtime) = self.last_modified {
-            if let Some(date) = http_date(mtime) {
+            if let Some(date) = crate::clock::http_date(mtime) {
                 let _ = write!(out, "Last-Modified: {date}\r\n");
             }
         }
@@ -74,16 +73,6 @@ impl Head {
         out.extend_from_slice(&self.extra);
         out.extend_from_slice(b"\r\n");
     }
-}
-
-/// An HTTP date (IMF-fixdate) for seconds since the epoch.
-/// `None` for times an HTTP date cannot express (before 1970, after 9999), as a file's
-/// mtime can be: the response then goes without `Last-Modified`.
-pub fn http_date(secs: i64) -> Option<httpdate::HttpDate> {
-    // 9999-12-31 23:59:59, the last second httpdate formats
-    const LAST: u64 = 253_402_300_799;
-    let secs = u64::try_from(secs).ok().filter(|&s| s <= LAST)?;
-    Some(httpdate::HttpDate::from(UNIX_EPOCH + Duration::from_secs(secs)))
 }
 
 /// A file's body: one range of it (sent with sendfile), or several with multipart
@@ -186,10 +175,6 @@ mod tests {
 
     #[test]
     fn mtimes_an_http_date_cannot_express_leave_last_modified_out() {
-        assert_eq!(http_date(0).unwrap().to_string(), "Thu, 01 Jan 1970 00:00:00 GMT");
-        assert!(http_date(-17_280_000).is_none(), "1969");
-        assert!(http_date(253_402_300_800).is_none(), "year 10000");
-        assert!(http_date(i64::MAX).is_none());
         let mut h = Head::new(200);
         h.last_modified = Some(-1);
         let mut out = Vec::new();

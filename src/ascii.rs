@@ -1,4 +1,5 @@
-//! Small byte-string helpers the parsers share (URI, headers, uwsgi, chunked bodies).
+//! ASCII helpers the parsers and escapers share (URI, headers, uwsgi, chunked bodies,
+//! log lines): HTTP's optional whitespace, hex digits both ways, plain decimals.
 
 /// Trims spaces and tabs from both ends: HTTP's optional whitespace (RFC 9110 §5.6.3).
 pub fn trim_ows(v: &[u8]) -> &[u8] {
@@ -15,6 +16,12 @@ pub fn hex_digit(b: u8) -> Option<u8> {
         b'A'..=b'F' => Some(b - b'A' + 10),
         _ => None,
     }
+}
+
+/// The two uppercase hex digits of a byte, as `%XX` and `\\xXX` escapes write them.
+pub fn hex_pair(b: u8) -> [u8; 2] {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    [HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]]
 }
 
 /// A non-negative decimal number made of digits only (no sign, no spaces), as
@@ -36,6 +43,7 @@ mod tests {
         assert_eq!(trim_ows(b" \t "), b"");
         assert_eq!(hex_digit(b'F'), Some(15));
         assert_eq!(hex_digit(b'g'), None);
+        assert_eq!(&hex_pair(0x2f), b"2F");
         assert_eq!(parse_decimal(b"602"), Some(602));
         assert_eq!(parse_decimal(b"-1"), None);
         assert_eq!(parse_decimal(b"3x"), None);

@@ -1,9 +1,11 @@
-//! The time as log lines and the `Date` header print it, formatted once per second per
-//! thread (as nginx caches its time strings) rather than once per line.
+//! Every time Portico prints or reads: the current second as log lines and the `Date`
+//! header print it, formatted once per second per thread (as nginx caches its time
+//! strings) rather than once per line, and HTTP dates of file times (`Last-Modified`,
+//! `If-Modified-Since`). chrono gives the local zone, httpdate HTTP's three date forms.
 
 use std::cell::RefCell;
 use std::rc::Rc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// One second's time strings.
 #[derive(Debug)]
@@ -62,7 +64,27 @@ fn format_second(secs: i64) -> TimeStrings {
         time_local: t.format("%d/%b/%Y:%H:%M:%S %z").to_string(),
         iso8601: t.format("%Y-%m-%dT%H:%M:%S%:z").to_string(),
         error_log: t.format("%Y/%m/%d %H:%M:%S").to_string(),
-        http_date: crate::response::http_date(secs).map_or_else(String::new, |d| d.to_string()),
+        http_date: http_date(secs).map_or_else(String::new, |d| d.to_string()),
+    }
+}
+
+/// An HTTP date (IMF-fixdate) for seconds since the epoch.
+/// `None` for times an HTTP date cannot express (before 1970, after 9999), as a file's
+/// mtime can be: the response then goes without `Last-Modified`.
+pub fn http_date(secs: i64) -> Option<httpdate::HttpDate> {
+    // 9999-12-31 23:59:59, the last second httpdate formats
+    const LAST: u64 = 253_402_300_799;
+    let secs = u64::try_from(secs).ok().filter(|&s| s <= LAST)?;
+    Some(httpdate::HttpDate::from(UNIX_EPOCH + Duration::from_secs(secs)))
+}
+
+/// Seconds since the epoch of an HTTP date in any of its three forms (RFC 9110 §5.6.7).
+pub fn parse_http_date(value: &[u8]) -> Option<i64> {
+    let text = std::str::from_utf8(value).ok()?;
+    let t = httpdate::parse_http_date(text.trim()).ok()?;
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => i64::try_from(d.as_secs()).ok(),
+        Err(e) => i64::try_from(e.duration().as_secs()).ok().map(|s| -s),
     }
 }
 
@@ -78,6 +100,18 @@ mod tests {
         assert_eq!(&s.time_local[2..3], "/");
         assert_eq!(s.error_log.len(), "1970/01/01 00:00:00".len());
         assert!(s.iso8601.starts_with("19"));
+    }
+
+    #[test]
+    fn http_dates_only_for_times_they_can_express() {
+        assert_eq!(http_date(0).unwrap().to_string(), "Thu, 01 Jan 1970 00:00:00 GMT");
+        assert!(http_date(-17_280_000).is_none(), "1969");
+        assert!(http_date(253_402_300_800).is_none(), "year 10000");
+        assert!(http_date(i64::MAX).is_none());
+        assert_eq!(parse_http_date(b" Thu, 01 Jan 1970 00:01:00 GMT"), Some(60));
+        assert_eq!(parse_http_date(b"Thursday, 01-Jan-70 00:01:00 GMT"), Some(60));
+        assert_eq!(parse_http_date(b"Thu Jan  1 00:01:00 1970"), Some(60));
+        assert_eq!(parse_http_date(b"yesterday"), None);
     }
 
     #[test]

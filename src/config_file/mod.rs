@@ -1,0 +1,368 @@
+//! The configuration file: TOML, a faithful equivalent of nginx `server` blocks.
+//!
+//! This module only assembles (with the process-wide keys of [`global`]). Each part is read by the module that acts on it (routing
+//! reads `listen`/`server_name`/`match`, static_files reads `root`/`alias`/`try_files`,
+//! log reads the log keys, uwsgi reads `uwsgi_pass`...), and every problem found anywhere
+//! is reported with file, line and what to write instead.
+
+pub mod global;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use toml::de::DeTable;
+
+use crate::config::diag::{self, Diagnostic, Diagnostics};
+use crate::config::section::Section;
+use crate::error_pages::ErrorPages;
+use crate::http1::settings::ConnectionSettings;
+use crate::log::access::AccessFormat;
+use crate::log::config::LogConfig;
+use crate::routing::locations::{LocationIndex, Matcher};
+use crate::routing::servers::{parse_listen, ServerIdentity, ServerTable, ServerTableError};
+use crate::static_files::config::{FileDefaults, FilesConfig};
+use crate::uwsgi::config::{resolve_passes, UpstreamConfig, UwsgiLocation};
+
+use global::Global;
+
+/// A loaded, validated configuration.
+#[derive(Debug)]
+pub struct Config {
+    pub global: Global,
+    pub sites: Vec<Site>,
+    pub servers: ServerTable,
+    /// `[upstream.NAME]` pools, then the implicit pools of `uwsgi_pass = "unix:..."`.
+    pub upstreams: Vec<UpstreamConfig>,
+}
+
+/// One `[[server]]` block.
+#[derive(Debug)]
+pub struct Site {
+    pub identity: ServerIdentity,
+    /// The first `server_name`: `$server_name`, and `server:` in error-log lines.
+    pub name: String,
+    pub connection: ConnectionSettings,
+    pub logs: LogConfig,
+    pub locations: Vec<Location>,
+    pub index: LocationIndex,
+    /// The server's own `error_page`, for requests no location matches.
+    pub error_pages: ErrorPages,
+}
+
+/// One `[[server.location]]` table.
+#[derive(Debug)]
+pub struct Location {
+    pub matcher: Matcher,
+    pub files: FilesConfig,
+    pub uwsgi: Option<UwsgiLocation>,
+    pub error_pages: ErrorPages,
+}
+
+/// The outcome of loading: the configuration and its warnings, or every diagnostic.
+pub type Loaded = Result<(Config, Vec<Diagnostic>), Vec<Diagnostic>>;
+
+/// Reads and validates a configuration file.
+pub fn load(path: &Path) -> Loaded {
+    let shown = path.display().to_string();
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+    match std::fs::read_to_string(path) {
+        Ok(src) => parse_in(&src, &shown, dir),
+        Err(e) => Err(vec![Diagnostic {
+            severity: diag::Severity::Error,
+            file: shown,
+            line: 0,
+            column: 0,
+            message: format!("cannot read the configuration file: {e}"),
+            hint: Some("pass the path of a Portico TOML file with -c".into()),
+        }]),
+    }
+}
+
+/// Validates configuration text; `file` names it in diagnostics. Relative paths are
+/// resolved against `/`; use [`load`] for a file on disk.
+pub fn parse(src: &str, file: &str) -> Loaded {
+    parse_in(src, file, PathBuf::from("/"))
+}
+
+fn parse_in(src: &str, file: &str, dir: PathBuf) -> Loaded {
+    let mut diags = Diagnostics::new(file, src).with_dir(dir);
+    let doc = match DeTable::parse(src) {
+        Ok(doc) => doc,
+        Err(e) => {
+            diags.error(
+                e.span().unwrap_or(0..0),
+                format!("not valid TOML: {}", e.message().trim()),
+                Some("see https://toml.io for the syntax; strings need double quotes".into()),
+            );
+            return Err(diags.into_vec());
+        }
+    };
+    let mut top = Section::new("the top level", doc.get_ref(), doc.span());
+    let global = Global::parse(&mut top, &mut diags);
+    let formats = LogConfig::parse_formats(&mut top, &mut diags);
+    let top_logs = LogConfig::parse(&mut top, &LogConfig::builtin(), &formats, &mut diags);
+    let top_connection = ConnectionSettings::parse(&mut top, &ConnectionSettings::defaults(), &mut diags);
+    let mut upstreams = Vec::new();
+    let mut upstream_names = HashMap::new();
+    for (name, mut us) in top.tables("upstream", "[upstream.NAME]", &mut diags) {
+        let name = name.map(|n| n.into_inner()).unwrap_or_default();
+        if let Some(u) = UpstreamConfig::parse(&name, &mut us, &mut diags) {
+            upstream_names.insert(name, upstreams.len());
+            upstreams.push(u);
+        }
+        us.finish(&mut diags);
+    }
+    let server_sections = top.tables("server", "[[server]]", &mut diags);
+    if server_sections.is_empty() {
+        diags.error(
+            0..0,
+            "no [[server]] block: Portico would serve nothing",
+            Some("add a [[server]] with `listen` and at least one [[server.location]]".into()),
+        );
+    }
+    let mut sites = Vec::new();
+    // where each server's `default_server` and `server_name` are written, for the
+    // errors only the whole table of servers shows
+    let mut identity_spans = Vec::new();
+    for (_, mut s) in server_sections {
+        sites.push(parse_site(&mut s, &top_logs, &formats, &top_connection, &mut diags));
+        let at = |key| s.key_span(key).unwrap_or_else(|| s.span());
+        identity_spans.push((at("default_server"), at("server_name")));
+        s.finish(&mut diags);
+    }
+    top.finish(&mut diags);
+    resolve_passes(
+        sites.iter_mut().flat_map(|s| s.locations.iter_mut()).filter_map(|l| l.uwsgi.as_mut()),
+        &upstream_names,
+        &mut upstreams,
+        &mut diags,
+    );
+
+    let identities: Vec<ServerIdentity> = sites.iter().map(|s| s.identity.clone()).collect();
+    let servers = match ServerTable::build(&identities) {
+        Ok(t) => Some(t),
+        Err(errors) => {
+            for e in errors {
+                match e {
+                    ServerTableError::TwoDefaults { addr, first, second } => diags.error(
+                        identity_spans[second].0.clone(),
+                        format!(
+                            "a second `default_server` for {addr} (server #{} already is, server #{} is too)",
+                            first + 1,
+                            second + 1
+                        ),
+                        Some("keep default_server = true on one of them".into()),
+                    ),
+                    ServerTableError::BadRegex { server, name, error } => diags.error(
+                        identity_spans[server].1.clone(),
+                        format!("server #{}: server_name `{name}` is not a valid regex: {error}", server + 1),
+                        Some("regex names start with ~, like \"~^www\\\\d+\\\\.example\\\\.com$\"".into()),
+                    ),
+                }
+            }
+            None
+        }
+    };
+    match servers {
+        Some(servers) if !diags.has_errors() => {
+            let warnings = diags.into_vec();
+            Ok((Config { global, sites, servers, upstreams }, warnings))
+        }
+        _ => Err(diags.into_vec()),
+    }
+}
+
+fn parse_site(
+    s: &mut Section,
+    top_logs: &LogConfig,
+    formats: &HashMap<String, AccessFormat>,
+    top_connection: &ConnectionSettings,
+    diags: &mut Diagnostics,
+) -> Site {
+    let listen = match s.get::<Vec<String>>("listen", "listen = [\"127.0.0.1:8080\"]", diags) {
+        Some(l) => {
+            let span = l.span();
+            let texts = l.into_inner();
+            if texts.is_empty() {
+                diags.error(span.clone(), "listen is empty", Some("write listen = [\"80\"]".into()));
+            }
+            let mut addrs = Vec::new();
+            for text in texts {
+                match parse_listen(&text) {
+                    Ok(a) => addrs.push(a),
+                    Err(e) => diags.error(
+                        span.clone(),
+                        format!("listen: {e}"),
+                        Some("write \"80\", \"127.0.0.1:8080\" or \"[::]:80\"".into()),
+                    ),
+                }
+            }
+            addrs
+        }
+        None => vec![parse_listen("80").unwrap_or_else(|_| unreachable!())],
+    };
+    let names = s
+        .get::<Vec<String>>("server_name", "server_name = [\"localhost\"]", diags)
+        .map(|n| n.into_inner())
+        .unwrap_or_else(|| vec![String::new()]);
+    let default_server =
+        s.get::<bool>("default_server", "default_server = true", diags).is_some_and(|d| d.into_inner());
+    let connection = ConnectionSettings::parse(s, top_connection, diags);
+    let logs = LogConfig::parse(s, top_logs, formats, diags);
+    let file_defaults = FileDefaults::parse(s, diags);
+    let site_error_pages = ErrorPages::parse(s, &ErrorPages::default(), diags);
+
+    let mut locations = Vec::new();
+    let mut spans = Vec::new();
+    for (_, mut ls) in s.tables("location", "[[server.location]]", diags) {
+        let span = ls.span();
+        if let Some(l) = parse_location(&mut ls, &file_defaults, &site_error_pages, diags) {
+            locations.push(l);
+            spans.push(span);
+        }
+        ls.finish(diags);
+    }
+    if locations.is_empty() {
+        diags.warning(
+            s.span(),
+            "this [[server]] has no locations: every request gets 404",
+            Some("add [[server.location]] tables with `match = \"/\"`".into()),
+        );
+    }
+    let index = match LocationIndex::build(locations.iter().map(|l| &l.matcher)) {
+        Ok(i) => i,
+        Err(dups) => {
+            for d in dups {
+                diags.error(
+                    spans[d.second].clone(),
+                    "this location's `match` repeats an earlier location's",
+                    Some("merge the two [[server.location]] tables into one".into()),
+                );
+            }
+            LocationIndex::default()
+        }
+    };
+    // every `@name` a try_files or error_page refers to, once (locations inherit the
+    // server's error_page, which would otherwise be reported for each of them)
+    let mut referred: Vec<&(String, std::ops::Range<usize>)> = site_error_pages.named.iter().collect();
+    for l in &locations {
+        for r in l.files.named_fallback.iter().chain(l.error_pages.named.iter()) {
+            if !referred.contains(&r) {
+                referred.push(r);
+            }
+        }
+    }
+    for (name, at) in referred {
+        if index.named(name).is_none() {
+            diags.error(
+                at.clone(),
+                format!("there is no location `@{name}` in this server"),
+                Some(format!("add a [[server.location]] with match = \"@{name}\"")),
+            );
+        }
+    }
+    for (l, span) in locations.iter().zip(&spans) {
+        if l.files.serves_no_file() && l.uwsgi.is_none() {
+            diags.warning(
+                span.clone(),
+                "this location has no `root`, `alias`, `try_files` or `uwsgi_pass`: every request it matches gets 404",
+                Some("set `root` on the server or give the location `alias` or `uwsgi_pass`".into()),
+            );
+        }
+    }
+    Site {
+        identity: ServerIdentity { listen, names: names.clone(), default_server },
+        name: names.first().cloned().unwrap_or_default(),
+        connection,
+        logs,
+        locations,
+        index,
+        error_pages: site_error_pages,
+    }
+}
+
+fn parse_location(
+    s: &mut Section,
+    file_defaults: &FileDefaults,
+    site_error_pages: &ErrorPages,
+    diags: &mut Diagnostics,
+) -> Option<Location> {
+    let matcher = match s.get::<String>("match", "match = \"/static\"", diags) {
+        Some(m) => match Matcher::parse(m.get_ref()) {
+            Ok(matcher) => Some(matcher),
+            Err(e) => {
+                diags.error(m.span(), e.message, Some(e.hint));
+                None
+            }
+        },
+        None => {
+            if s.key_span("match").is_none() {
+                diags.error(
+                    s.span(),
+                    "this [[server.location]] has no `match`",
+                    Some("add match = \"/path\" (prefix), \"= /path\", \"~ regex\" or \"@name\"".into()),
+                );
+            }
+            None
+        }
+    };
+    let files = FilesConfig::parse(s, file_defaults, matcher.as_ref(), diags);
+    let named_groups = Matcher::group_names(matcher.as_ref());
+    let uwsgi = UwsgiLocation::parse(s, &named_groups, diags);
+    let error_pages = ErrorPages::parse(s, site_error_pages, diags);
+    Some(Location { matcher: matcher?, files, uwsgi, error_pages })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn errors(src: &str) -> Vec<Diagnostic> {
+        match parse(src, "t.toml") {
+            Ok(_) => panic!("expected errors for:\n{src}"),
+            Err(d) => d,
+        }
+    }
+
+    #[test]
+    fn minimal_config_loads() {
+        let (c, warnings) = parse(
+            "[[server]]\nlisten = [\"127.0.0.1:8080\"]\nroot = \"/srv\"\n[[server.location]]\nmatch = \"/\"\n",
+            "t.toml",
+        )
+        .unwrap();
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!(c.sites.len(), 1);
+        assert_eq!(c.sites[0].locations.len(), 1);
+    }
+
+    #[test]
+    fn every_error_is_reported_with_its_line() {
+        let d = errors(
+            "[[server]]\nlisten = [\"nope\"]\n[[server.location]]\nmatch = \"~ (\"\n[[server.location]]\nmatch = \"/\"\naliass = \"/x/\"\n",
+        );
+        let errors: Vec<&Diagnostic> = d.iter().filter(|d| d.severity == diag::Severity::Error).collect();
+        let lines: Vec<usize> = errors.iter().map(|d| d.line).collect();
+        assert_eq!(lines, vec![2, 4, 7], "{d:#?}");
+        assert!(errors[2].hint.as_deref().unwrap().contains("alias"));
+    }
+
+    #[test]
+    fn server_table_errors_point_at_their_keys() {
+        let d = errors(
+            "[[server]]\nlisten = [\"80\"]\ndefault_server = true\n[[server.location]]\nmatch = \"/\"\n\
+             [[server]]\nlisten = [\"80\"]\nserver_name = [\"~(\"]\ndefault_server = true\n[[server.location]]\nmatch = \"/\"\n",
+        );
+        let at: Vec<(usize, &str)> = d
+            .iter()
+            .filter(|d| d.severity == diag::Severity::Error)
+            .map(|d| (d.line, d.message.as_str()))
+            .collect();
+        assert_eq!(at.len(), 2, "{d:#?}");
+        assert_eq!(at[0].0, 8, "the bad regex name: {d:#?}");
+        assert!(at[0].1.contains("not a valid regex"));
+        assert_eq!(at[1].0, 9, "the second default_server: {d:#?}");
+        assert!(at[1].1.contains("default_server"));
+    }
+}
