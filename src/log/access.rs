@@ -1,5 +1,9 @@
-//! Access-log lines from a compiled `log_format`, with nginx's variable escaping.
+//! The access-log line: built from a compiled `log_format` with nginx's variable
+//! escaping, in a buffer reused on the thread, and queued on the log's sink.
 
+use std::cell::RefCell;
+
+use super::writer::Sink;
 use crate::variables::{Escape, Scope, Template, TemplateError, VarSource};
 
 /// nginx's predefined `combined` format, the default.
@@ -23,6 +27,33 @@ impl AccessFormat {
     pub fn line(&self, vars: &dyn VarSource, out: &mut Vec<u8>) {
         self.0.render(vars, Escape::Log, out);
         out.push(b'\n');
+    }
+}
+
+/// An open access log: where its lines go and how they read.
+pub struct AccessLog {
+    sink: Sink,
+    format: AccessFormat,
+}
+
+thread_local! {
+    /// The line being built, reused by every request on this thread.
+    static LINE: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+impl AccessLog {
+    pub fn new(sink: Sink, format: AccessFormat) -> AccessLog {
+        AccessLog { sink, format }
+    }
+
+    /// Builds the request's line from its variables and queues it.
+    pub fn write(&self, vars: &dyn VarSource) {
+        LINE.with(|line| {
+            let mut line = line.borrow_mut();
+            line.clear();
+            self.format.line(vars, &mut line);
+            self.sink.write(&line);
+        });
     }
 }
 

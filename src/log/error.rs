@@ -5,7 +5,42 @@
 
 use std::fmt::Write as _;
 
+use super::writer::Sink;
 use super::Level;
+
+/// An open error log: where its lines go, and the least severe level it takes.
+pub struct ErrorLog {
+    sink: Sink,
+    level: Level,
+}
+
+impl ErrorLog {
+    pub fn new(sink: Sink, level: Level) -> ErrorLog {
+        ErrorLog { sink, level }
+    }
+
+    /// Whether lines of `level` are written (lower is more severe, as nginx's levels).
+    pub fn wants(&self, level: Level) -> bool {
+        level <= self.level
+    }
+
+    /// Writes one line at the current time, if its level is wanted.
+    pub fn write(&self, level: Level, message: &str, ctx: &ErrorContext) {
+        if !self.wants(level) {
+            return;
+        }
+        let now = crate::clock::now();
+        let tid = nix::unistd::gettid().as_raw();
+        self.sink.write(&format_line(
+            &now.strings.error_log,
+            level,
+            std::process::id(),
+            i64::from(tid),
+            message,
+            ctx,
+        ));
+    }
+}
 
 /// What is known about the request an error-log line is about.
 #[derive(Clone, Debug, Default)]

@@ -12,6 +12,8 @@ use pingora_core::services::listening::Service;
 use tokio::signal::unix::{signal, SignalKind};
 
 use crate::config_file::Config;
+use crate::log::access::AccessLog;
+use crate::log::error::ErrorLog;
 use crate::log::writer::{LogControl, LogWriter};
 use crate::static_files::open::openat2_available;
 use crate::uwsgi::forward::Upstream;
@@ -38,9 +40,8 @@ pub fn run(config: Config, config_path: &str) -> Result<(), String> {
         .sites
         .into_iter()
         .map(|site| SiteRuntime {
-            access: site.logs.access.as_ref().map(|(t, f)| (logs.sink(t), f.clone())),
-            error_log: logs.sink(&site.logs.error),
-            error_level: site.logs.error_level,
+            access_log: site.logs.access.as_ref().map(|(t, f)| AccessLog::new(logs.sink(t), f.clone())),
+            error_log: ErrorLog::new(logs.sink(&site.logs.error), site.logs.error_level),
             site,
         })
         .collect();

@@ -1,75 +1,10 @@
-//! What Portico knows about one request while it serves it, and how that becomes nginx
-//! variables for paths, params and log lines.
+//! A request's nginx variables (`$uri`, `$host`, `$http_NAME`, `$status`...), read from
+//! its state for paths, uwsgi params and access-log lines.
 
-use std::borrow::Cow;
-use std::net::SocketAddr;
-use std::time::{Duration, Instant};
-
-use crate::http1::request_head::{Method, Request};
-use crate::routing::locations::Captures;
+use crate::http1::request_head::Request;
 use crate::variables::{Var, VarSource};
 
-/// The request as the steps see it: the parsed head, plus what routing works out.
-pub struct RequestInfo<'r> {
-    pub req: Request<'r>,
-    /// Serial number of the connection (`*N` in error logs, `$connection`).
-    pub connection: u64,
-    /// How many requests this connection has carried, this one included.
-    pub connection_requests: u64,
-    pub started: Instant,
-    /// The method the steps act on: an `error_page` redirect makes it GET, as nginx.
-    pub method: Method,
-    /// `$request_method`.
-    pub method_name: &'r [u8],
-    /// `$request_uri` and uwsgi's `REQUEST_URI`: the target's raw path and query, an
-    /// absolute-form target reduced to them as nginx does; empty until the target parsed.
-    pub request_uri: Cow<'r, [u8]>,
-    /// Raw query after the first `?` (`$args`).
-    pub query: Option<&'r [u8]>,
-    /// The current normalised URI (`$uri`); internal redirects change it. Borrowed from
-    /// the target when it needed no normalising.
-    pub uri: Cow<'r, [u8]>,
-    /// `$host`: the normalised host, or the server's name when the request had none.
-    pub host: Cow<'r, str>,
-    pub remote: Option<SocketAddr>,
-    pub local: Option<SocketAddr>,
-    /// Captures from the regex location currently serving the request.
-    pub captures: Captures<'r>,
-    /// `$document_root` of the location serving the request.
-    pub document_root: &'r [u8],
-}
-
-impl RequestInfo<'_> {
-    /// `$request`: the request line as nginx logs it.
-    pub fn write_request_line(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(self.req.method_name());
-        out.push(b' ');
-        out.extend_from_slice(self.req.target());
-        out.push(b' ');
-        out.extend_from_slice(self.req.version().as_str().as_bytes());
-    }
-
-    /// The request line for the error log's `request: "..."`.
-    pub fn request_line(&self) -> String {
-        let mut line = Vec::new();
-        self.write_request_line(&mut line);
-        String::from_utf8_lossy(&line).into_owned()
-    }
-}
-
-/// What was answered, for the log.
-#[derive(Clone, Debug, Default)]
-pub struct ResponseInfo {
-    pub status: u16,
-    pub head_bytes: u64,
-    pub body_bytes: u64,
-    pub upstream_addr: Option<String>,
-    pub upstream_status: Option<u16>,
-    pub upstream_time: Option<Duration>,
-    /// Response headers worth `$sent_http_NAME`: content type and location.
-    pub content_type: Option<Cow<'static, str>>,
-    pub location: Option<String>,
-}
+use super::request_state::{RequestInfo, ResponseInfo};
 
 /// The request's variables, and once known, the response's.
 pub struct Vars<'a, 'r> {
@@ -80,6 +15,13 @@ pub struct Vars<'a, 'r> {
     pub now: Option<&'a crate::clock::Now>,
     /// Request body bytes read, for `$request_length`.
     pub body_read: u64,
+}
+
+impl<'a, 'r> Vars<'a, 'r> {
+    /// The request's variables while it is routed and served (no response yet).
+    pub fn of_request(info: &'a RequestInfo<'r>, server_name: &'a str) -> Vars<'a, 'r> {
+        Vars { info, server_name, response: None, now: None, body_read: 0 }
+    }
 }
 
 impl VarSource for Vars<'_, '_> {

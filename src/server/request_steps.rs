@@ -1,0 +1,77 @@
+//! One request's steps, in order: pick the server → check the target and Host → route
+//! (location search with its internal redirects) → answer it ourselves or forward it to
+//! uWSGI → log. Each step is a function of its own file; this one only calls them.
+
+use std::borrow::Cow;
+
+use crate::http1::connection::Exchange;
+use crate::http1::request_head::{Method, Request};
+use crate::log::Note;
+use crate::reply::Reply;
+use crate::routing::locations::Captures;
+use crate::routing::servers::normalize_host;
+
+use super::app::{App, Done, Peer};
+use super::internal_redirects::Routed;
+use super::request_state::{RequestInfo, UpstreamFields};
+use super::respond::Answer;
+
+impl App {
+    /// Serves one parsed request; says how the connection goes on, and the chosen
+    /// server's keep-alive timeout.
+    pub(super) async fn serve_request(
+        &self,
+        req: Request<'_>,
+        ex: &mut Exchange<'_>,
+        peer: Peer,
+        requests: u64,
+        stopping: bool,
+    ) -> (Done, std::time::Duration) {
+        let started = std::time::Instant::now();
+        let host = req.host().map(normalize_host);
+        let site_id = match (&host, peer.local) {
+            (Some(Ok(h)), Some(l)) => self.servers.pick(l, Some(h.as_ref())),
+            (_, Some(l)) => self.servers.default_for(l),
+            _ => 0,
+        };
+        let rt = &self.sites[site_id];
+        let site = &rt.site;
+        let settings = &site.connection;
+        ex.set_timeouts(settings.send_timeout, settings.client_body_timeout);
+
+        let keep_alive =
+            req.head().keep_alive && !stopping && requests < u64::from(settings.keepalive_requests);
+        let mut info = RequestInfo {
+            req,
+            connection: peer.id,
+            connection_requests: requests,
+            started,
+            method: req.method(),
+            method_name: req.method_name(),
+            request_uri: Cow::Borrowed(&[]),
+            query: None,
+            uri: Cow::Borrowed(&[]),
+            host: Cow::Borrowed(""),
+            remote: peer.remote,
+            local: peer.local,
+            captures: Captures::default(),
+            document_root: b"",
+        };
+        let mut notes: Vec<Note> = Vec::new();
+
+        let routed = match super::request_checks::check_request(site, &mut info, host, &mut notes) {
+            Err(status) => Routed::Reply(Reply::error(status), false),
+            Ok(()) => {
+                super::internal_redirects::route(site, &mut info, &mut notes, super::content::run_location)
+            }
+        };
+        let answer = Answer { rt, info: &info, head_only: req.method() == Method::Head, keep_alive };
+        let done = match routed {
+            Routed::Reply(r, sendfile) => {
+                self.respond(ex, &answer, r, sendfile, notes, UpstreamFields::default()).await
+            }
+            Routed::Forward(location) => self.forward_to_uwsgi(ex, &answer, location, notes).await,
+        };
+        (done, settings.keepalive_timeout)
+    }
+}
