@@ -9,7 +9,6 @@ use std::io::Write as _;
 use bytes::Bytes;
 
 use crate::http1::response_head::{self, reason, SERVER_NAME};
-use crate::static_files::headers::ETag;
 
 /// A response head without the per-connection headers (`Date`, `Connection`), which are
 /// added when it is encoded.
@@ -75,6 +74,67 @@ impl Head {
     }
 }
 
+/// An ETag, formatted without allocating (at most 35 bytes: two 64-bit hex numbers).
+#[derive(Clone, Copy)]
+pub struct ETag {
+    buf: [u8; 40],
+    len: usize,
+}
+
+impl ETag {
+    /// nginx's strong ETag of a file: `"<mtime hex>-<size hex>"`.
+    pub fn strong(mtime: i64, size: u64) -> ETag {
+        let mut e = ETag { buf: [0; 40], len: 0 };
+        let _ = std::fmt::Write::write_fmt(&mut e, format_args!("\"{mtime:x}-{size:x}\""));
+        e
+    }
+}
+
+impl std::fmt::Write for ETag {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        let end = self.len + s.len();
+        self.buf.get_mut(self.len..end).ok_or(std::fmt::Error)?.copy_from_slice(s.as_bytes());
+        self.len = end;
+        Ok(())
+    }
+}
+
+impl std::ops::Deref for ETag {
+    type Target = str;
+    fn deref(&self) -> &str {
+        std::str::from_utf8(&self.buf[..self.len]).unwrap_or("")
+    }
+}
+
+impl std::fmt::Display for ETag {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self)
+    }
+}
+
+impl std::fmt::Debug for ETag {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self)
+    }
+}
+
+/// An open file: the request's own, or shared with the open file cache.
+#[derive(Debug)]
+pub enum OpenFile {
+    Own(std::fs::File),
+    Shared(std::sync::Arc<std::fs::File>),
+}
+
+impl std::ops::Deref for OpenFile {
+    type Target = std::fs::File;
+    fn deref(&self) -> &std::fs::File {
+        match self {
+            OpenFile::Own(f) => f,
+            OpenFile::Shared(f) => f,
+        }
+    }
+}
+
 /// A file's body: one range of it (sent with sendfile), or several with multipart
 /// boundaries between them.
 #[derive(Clone, Debug)]
@@ -99,7 +159,7 @@ pub enum Body {
     Empty,
     Bytes(Bytes),
     File {
-        file: crate::static_files::open::OpenFile,
+        file: OpenFile,
         parts: Parts,
     },
 }

@@ -9,9 +9,9 @@ use crate::variables::{Scope, Template};
 
 use std::time::Duration;
 
+use super::mapping::Mapping;
 use super::open::SymlinkPolicy;
 use super::open_file_cache::CacheSettings;
-use super::resolve::Mapping;
 
 /// Whether dot-files may be served (`hidden_files` key).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]

@@ -5,6 +5,7 @@
 //! `ngx_http_range_filter_module` parses them).
 
 use crate::ascii::trim_ows;
+use crate::reply::ETag;
 
 /// The facts about a file that its response headers are made of.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -17,44 +18,7 @@ pub struct FileFacts {
 impl FileFacts {
     /// nginx's strong ETag: `"<mtime hex>-<size hex>"`.
     pub fn etag(&self) -> ETag {
-        let mut e = ETag { buf: [0; 40], len: 0 };
-        let _ = std::fmt::Write::write_fmt(&mut e, format_args!("\"{:x}-{:x}\"", self.mtime, self.size));
-        e
-    }
-}
-
-/// An ETag, formatted without allocating (at most 35 bytes: two 64-bit hex numbers).
-#[derive(Clone, Copy)]
-pub struct ETag {
-    buf: [u8; 40],
-    len: usize,
-}
-
-impl std::fmt::Write for ETag {
-    fn write_str(&mut self, s: &str) -> std::fmt::Result {
-        let end = self.len + s.len();
-        self.buf.get_mut(self.len..end).ok_or(std::fmt::Error)?.copy_from_slice(s.as_bytes());
-        self.len = end;
-        Ok(())
-    }
-}
-
-impl std::ops::Deref for ETag {
-    type Target = str;
-    fn deref(&self) -> &str {
-        std::str::from_utf8(&self.buf[..self.len]).unwrap_or("")
-    }
-}
-
-impl std::fmt::Display for ETag {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self)
-    }
-}
-
-impl std::fmt::Debug for ETag {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self)
+        ETag::strong(self.mtime, self.size)
     }
 }
 

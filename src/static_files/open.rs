@@ -15,7 +15,8 @@ use nix::fcntl::{openat2, OFlag, OpenHow, ResolveFlag};
 use nix::sys::stat::Mode;
 
 use super::headers::FileFacts;
-use super::resolve::MappedPath;
+use super::mapping::MappedPath;
+use crate::reply::OpenFile;
 
 /// Which symlinks in the request part of a path may be followed (`symlinks` key).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
@@ -33,23 +34,6 @@ pub enum SymlinkPolicy {
 pub enum Opened {
     File { file: OpenFile, facts: FileFacts },
     Directory,
-}
-
-/// An open file: the request's own, or shared with the open file cache.
-#[derive(Debug)]
-pub enum OpenFile {
-    Own(File),
-    Shared(std::sync::Arc<File>),
-}
-
-impl std::ops::Deref for OpenFile {
-    type Target = File;
-    fn deref(&self) -> &File {
-        match self {
-            OpenFile::Own(f) => f,
-            OpenFile::Shared(f) => f,
-        }
-    }
 }
 
 /// Why a mapped path could not be served, with what the error log says about it.

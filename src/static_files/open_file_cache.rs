@@ -11,8 +11,9 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use super::open::{exists, open_file, FailureKind, OpenFailure, OpenFile, Opened, SymlinkPolicy};
-use super::resolve::MappedPath;
+use super::mapping::MappedPath;
+use super::open::{exists, open_file, FailureKind, OpenFailure, Opened, SymlinkPolicy};
+use crate::reply::OpenFile;
 
 /// The cache's settings (`open_file_cache`, `open_file_cache_valid`, `open_file_cache_errors`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -15,9 +15,9 @@ use super::config::{Fallback, FilesConfig, HiddenFiles};
 use super::headers::{
     content_type, evaluate_conditions, evaluate_range, Conditional, Conditions, FileFacts, RangeDecision,
 };
+use super::mapping::{is_hidden, Unmappable};
 use super::open::{FailureKind, Opened};
 use super::open_file_cache::{exists_cached as exists_in, open as open_in};
-use super::resolve::{is_hidden, Unmappable};
 
 /// The parts of a request the file steps look at.
 pub struct FileRequest<'a> {
@@ -197,7 +197,7 @@ fn serve_index(cfg: &FilesConfig, req: &FileRequest, notes: &mut Vec<Note>) -> O
 static BOUNDARY: AtomicU64 = AtomicU64::new(0);
 
 /// The 200/206/304/412/416 response for an open file.
-fn file_reply(file: super::open::OpenFile, facts: FileFacts, req: &FileRequest) -> Outcome {
+fn file_reply(file: crate::reply::OpenFile, facts: FileFacts, req: &FileRequest) -> Outcome {
     let etag = facts.etag();
     let header = |which| req.request.known(which);
     let conditions = Conditions {
