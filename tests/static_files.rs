@@ -282,6 +282,47 @@ fn range_requests() {
     assert_eq!((r.status, r.text().as_str()), (200, "0123456789"));
 }
 
+/// `Range: bytes=0-0,2-2,...`: `n` one-byte ranges, none overlapping.
+fn one_byte_ranges(n: usize) -> String {
+    let parts: Vec<String> = (0..n).map(|i| format!("{0}-{0}", i * 2)).collect();
+    format!("bytes={}", parts.join(","))
+}
+
+#[test]
+fn more_ranges_than_max_ranges_get_the_whole_file() {
+    let d = fixture();
+    d.write("html/hundred.bin", [b'x'; 100]);
+    let p = Portico::start_in(d, SITE, &[]);
+    let get =
+        |range: &str| p.request(&format!("GET /hundred.bin HTTP/1.1\r\nHost: x\r\nRange: {range}\r\n\r\n"));
+    let r = get(&one_byte_ranges(16));
+    assert_eq!(r.status, 206, "16 ranges are allowed by default");
+    assert_eq!(r.text().matches("Content-Range: bytes").count(), 16);
+    let r = get(&one_byte_ranges(17));
+    assert_eq!((r.status, r.body.len()), (200, 100), "17 ranges: the whole file");
+    assert_eq!(r.header("accept-ranges"), Some("bytes"));
+}
+
+#[test]
+fn max_ranges_is_configurable_and_zero_turns_ranges_off() {
+    let d = fixture();
+    d.write("html/hundred.bin", [b'x'; 100]);
+    let site = SITE.replace("root = \"{dir}/html\"", "root = \"{dir}/html\"\nmax_ranges = 0");
+    let p = Portico::start_in(d, &site, &[]);
+    let r = p.request("GET /hundred.bin HTTP/1.1\r\nHost: x\r\nRange: bytes=0-1\r\n\r\n");
+    assert_eq!((r.status, r.body.len()), (200, 100));
+    assert_eq!(r.header("accept-ranges"), None, "ranges are not offered");
+
+    let d = fixture();
+    d.write("html/hundred.bin", [b'x'; 100]);
+    let site = SITE.replace("root = \"{dir}/html\"", "root = \"{dir}/html\"\nmax_ranges = 2");
+    let p = Portico::start_in(d, &site, &[]);
+    let get =
+        |range: &str| p.request(&format!("GET /hundred.bin HTTP/1.1\r\nHost: x\r\nRange: {range}\r\n\r\n"));
+    assert_eq!(get(&one_byte_ranges(2)).status, 206);
+    assert_eq!(get(&one_byte_ranges(3)).status, 200);
+}
+
 #[test]
 fn head_sends_headers_only() {
     let p = start();

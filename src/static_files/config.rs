@@ -22,6 +22,10 @@ pub enum HiddenFiles {
     Allow,
 }
 
+/// `max_ranges` unless configured. nginx has no limit; one request for 20 000 one-byte
+/// ranges would build a 20 000-part answer, and no real client asks for more than a few.
+const DEFAULT_MAX_RANGES: u32 = 16;
+
 /// Server-level file settings that locations inherit.
 #[derive(Clone, Debug)]
 pub struct FileDefaults {
@@ -31,6 +35,7 @@ pub struct FileDefaults {
     hidden_files: HiddenFiles,
     log_not_found: bool,
     sendfile: bool,
+    max_ranges: u32,
     open_file_cache: Option<CacheSettings>,
 }
 
@@ -44,6 +49,7 @@ impl FileDefaults {
             hidden_files: HiddenFiles::Deny,
             log_not_found: true,
             sendfile: true,
+            max_ranges: DEFAULT_MAX_RANGES,
             open_file_cache: None,
         };
         read_inheritable(s, &base, diags)
@@ -87,6 +93,12 @@ fn read_inheritable(s: &mut Section, base: &FileDefaults, diags: &mut Diagnostic
         ),
         log_not_found: s.get_or("log_not_found", "log_not_found = false", base.log_not_found, diags),
         sendfile: s.get_or("sendfile", "sendfile = false", base.sendfile, diags),
+        max_ranges: s.get_or(
+            "max_ranges",
+            "max_ranges = 16   # 0 turns byte ranges off",
+            base.max_ranges,
+            diags,
+        ),
         open_file_cache: read_open_file_cache(s, base.open_file_cache, diags),
     }
 }
@@ -163,6 +175,9 @@ pub struct FilesConfig {
     /// Bodies go out with sendfile(2) (nginx's `sendfile on`); off, they are read and
     /// written, as over TLS.
     pub sendfile: bool,
+    /// Most byte ranges one request may ask for (nginx's `max_ranges`); a request for
+    /// more gets the whole file, and 0 turns ranges off.
+    pub max_ranges: u32,
     /// nginx's `open_file_cache`, off unless configured (as nginx).
     pub open_file_cache: Option<CacheSettings>,
     /// The `@name` of the try_files fallback and where it is written, for validation.
@@ -304,6 +319,7 @@ impl FilesConfig {
             hidden_files: inherited.hidden_files,
             log_not_found: inherited.log_not_found,
             sendfile: inherited.sendfile,
+            max_ranges: inherited.max_ranges,
             open_file_cache: inherited.open_file_cache,
             named_fallback,
         }

@@ -171,12 +171,14 @@ pub enum RangeDecision {
     Unsatisfiable,
 }
 
-/// Decides the range response, as nginx's range filter does.
+/// Decides the range response, as nginx's range filter does, allowing at most
+/// `max_ranges` ranges.
 pub fn evaluate_range(
     range: Option<&[u8]>,
     if_range: Option<&[u8]>,
     facts: &FileFacts,
     etag: &str,
+    max_ranges: u32,
 ) -> RangeDecision {
     let Some(range) = range else {
         return RangeDecision::Full;
@@ -195,12 +197,13 @@ pub fn evaluate_range(
             return RangeDecision::Full;
         }
     }
-    parse_ranges(&range[6..], facts.size)
+    parse_ranges(&range[6..], facts.size, max_ranges)
 }
 
 /// `ngx_http_range_parse`: syntax errors are 416; ranges starting past the end are
-/// skipped; overlapping ranges adding up to more than the file send the whole file.
-fn parse_ranges(spec: &[u8], size: u64) -> RangeDecision {
+/// skipped; more than `max_ranges` ranges, or overlapping ranges adding up to more than
+/// the file, send the whole file.
+fn parse_ranges(spec: &[u8], size: u64, max_ranges: u32) -> RangeDecision {
     let mut ranges = Vec::new();
     let mut total: u64 = 0;
     let mut p = 0;
@@ -263,6 +266,9 @@ fn parse_ranges(spec: &[u8], size: u64) -> RangeDecision {
             };
         }
         if start < end {
+            if ranges.len() >= max_ranges as usize {
+                return RangeDecision::Full;
+            }
             ranges.push(ByteRange { start, end });
             total = total.saturating_add(end - start);
         } else if start == 0 {
@@ -293,7 +299,7 @@ mod tests {
     const F: FileFacts = FileFacts { size: 1000, mtime: 1_700_000_000 };
 
     fn range(spec: &str) -> RangeDecision {
-        evaluate_range(Some(spec.as_bytes()), None, &F, &F.etag())
+        evaluate_range(Some(spec.as_bytes()), None, &F, &F.etag(), 16)
     }
 
     fn r(start: u64, end: u64) -> ByteRange {
@@ -343,10 +349,10 @@ mod tests {
         assert_eq!(range("bytes=1-2x"), RangeDecision::Unsatisfiable);
         assert_eq!(range("bytes=99999999999999999999999-"), RangeDecision::Unsatisfiable);
         assert_eq!(range("items=0-1"), RangeDecision::Full);
-        assert_eq!(evaluate_range(None, None, &F, "x"), RangeDecision::Full);
+        assert_eq!(evaluate_range(None, None, &F, "x", 16), RangeDecision::Full);
         // "0-" on an empty file sends the (empty) file, as nginx declines the range
         let empty = FileFacts { size: 0, mtime: 0 };
-        assert_eq!(evaluate_range(Some(b"bytes=0-"), None, &empty, "x"), RangeDecision::Full);
+        assert_eq!(evaluate_range(Some(b"bytes=0-"), None, &empty, "x", 16), RangeDecision::Full);
     }
 
     #[test]
@@ -356,21 +362,28 @@ mod tests {
         assert_eq!(range("bytes=0-1,2000-3000"), RangeDecision::Single(r(0, 2)));
         // overlaps adding up to more than the file: whole file
         assert_eq!(range("bytes=0-999,0-999"), RangeDecision::Full);
+        // more than max_ranges: whole file, however the parts add up
+        let spec = |n: u64| (0..n).map(|i| format!("{0}-{0}", i * 2)).collect::<Vec<_>>().join(",");
+        let many =
+            |n, max| evaluate_range(Some(format!("bytes={}", spec(n)).as_bytes()), None, &F, &F.etag(), max);
+        assert!(matches!(many(16, 16), RangeDecision::Multiple(r) if r.len() == 16));
+        assert_eq!(many(17, 16), RangeDecision::Full);
+        assert_eq!(many(1, 0), RangeDecision::Full);
     }
 
     #[test]
     fn if_range() {
         let etag = F.etag();
         let lm = crate::clock::http_date(F.mtime).unwrap().to_string();
-        let yes = evaluate_range(Some(b"bytes=0-1"), Some(etag.as_bytes()), &F, &etag);
+        let yes = evaluate_range(Some(b"bytes=0-1"), Some(etag.as_bytes()), &F, &etag, 16);
         assert_eq!(yes, RangeDecision::Single(r(0, 2)));
-        let by_date = evaluate_range(Some(b"bytes=0-1"), Some(lm.as_bytes()), &F, &etag);
+        let by_date = evaluate_range(Some(b"bytes=0-1"), Some(lm.as_bytes()), &F, &etag, 16);
         assert_eq!(by_date, RangeDecision::Single(r(0, 2)));
-        let stale = evaluate_range(Some(b"bytes=0-1"), Some(b"\"other\""), &F, &etag);
+        let stale = evaluate_range(Some(b"bytes=0-1"), Some(b"\"other\""), &F, &etag, 16);
         assert_eq!(stale, RangeDecision::Full);
-        let weak = evaluate_range(Some(b"bytes=0-1"), Some(format!("W/{etag}").as_bytes()), &F, &etag);
+        let weak = evaluate_range(Some(b"bytes=0-1"), Some(format!("W/{etag}").as_bytes()), &F, &etag, 16);
         assert_eq!(weak, RangeDecision::Full);
-        let old = evaluate_range(Some(b"bytes=0-1"), Some(b"Mon, 01 Jan 2001 00:00:00 GMT"), &F, &etag);
+        let old = evaluate_range(Some(b"bytes=0-1"), Some(b"Mon, 01 Jan 2001 00:00:00 GMT"), &F, &etag, 16);
         assert_eq!(old, RangeDecision::Full);
     }
 

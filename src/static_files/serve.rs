@@ -120,7 +120,7 @@ pub fn serve(cfg: &FilesConfig, req: &FileRequest, notes: &mut Vec<Note>) -> Out
             if req.method == Method::Post {
                 return Outcome::Reply(not_allowed());
             }
-            file_reply(file, facts, req)
+            file_reply(file, facts, cfg.max_ranges, req)
         }
         Err(f) => {
             let (status, level) = match f.kind {
@@ -197,7 +197,7 @@ fn serve_index(cfg: &FilesConfig, req: &FileRequest, notes: &mut Vec<Note>) -> O
 static BOUNDARY: AtomicU64 = AtomicU64::new(0);
 
 /// The 200/206/304/412/416 response for an open file.
-fn file_reply(file: crate::reply::OpenFile, facts: FileFacts, req: &FileRequest) -> Outcome {
+fn file_reply(file: crate::reply::OpenFile, facts: FileFacts, max_ranges: u32, req: &FileRequest) -> Outcome {
     let etag = facts.etag();
     let header = |which| req.request.known(which);
     let conditions = Conditions {
@@ -220,12 +220,14 @@ fn file_reply(file: crate::reply::OpenFile, facts: FileFacts, req: &FileRequest)
     let mut head = Head::new(200);
     head.content_type = Some(ctype.into());
     head.last_modified = Some(facts.mtime);
-    let decision = evaluate_range(header(Known::Range), header(Known::IfRange), &facts, &etag);
+    // max_ranges 0: ranges are off, and not offered (as nginx)
+    let range = header(Known::Range).filter(|_| max_ranges > 0);
+    let decision = evaluate_range(range, header(Known::IfRange), &facts, &etag, max_ranges);
     let parts = match decision {
         RangeDecision::Full => {
             head.content_length = Some(facts.size);
             head.etag = Some(etag);
-            head.accept_ranges = true;
+            head.accept_ranges = max_ranges > 0;
             Parts::Range { offset: 0, len: facts.size }
         }
         RangeDecision::Single(r) => {
