@@ -88,6 +88,32 @@ pub fn parse_http_date(value: &[u8]) -> Option<i64> {
     }
 }
 
+/// An instant a deadline can be counted from (std's, or tokio's in the server).
+pub trait Instant: Copy {
+    fn checked_add(&self, d: Duration) -> Option<Self>;
+}
+
+impl Instant for std::time::Instant {
+    fn checked_add(&self, d: Duration) -> Option<Self> {
+        std::time::Instant::checked_add(self, d)
+    }
+}
+
+#[cfg(feature = "server")]
+impl Instant for tokio::time::Instant {
+    fn checked_add(&self, d: Duration) -> Option<Self> {
+        tokio::time::Instant::checked_add(self, d)
+    }
+}
+
+/// `from + d` without the panic `+` has past what the clock can hold: configured
+/// durations are bounded when the file is read, and this keeps any other sum from
+/// taking a worker down (it saturates a year out, then at `from`).
+pub fn deadline<I: Instant>(from: I, d: Duration) -> I {
+    const YEAR: Duration = Duration::from_secs(365 * 86_400);
+    from.checked_add(d).or_else(|| from.checked_add(YEAR)).unwrap_or(from)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -112,6 +138,13 @@ mod tests {
         assert_eq!(parse_http_date(b"Thursday, 01-Jan-70 00:01:00 GMT"), Some(60));
         assert_eq!(parse_http_date(b"Thu Jan  1 00:01:00 1970"), Some(60));
         assert_eq!(parse_http_date(b"yesterday"), None);
+    }
+
+    #[test]
+    fn deadlines_saturate() {
+        let now = std::time::Instant::now();
+        assert_eq!(deadline(now, Duration::from_secs(5)), now + Duration::from_secs(5));
+        assert_eq!(deadline(now, Duration::MAX), now + Duration::from_secs(365 * 86_400));
     }
 
     #[test]

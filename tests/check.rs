@@ -169,3 +169,18 @@ fn a_missing_error_page_location_is_reported_once() {
     assert_error(&c, 4, "no location `@down`", "match = \"@down\"");
     assert_eq!(c.stderr.matches("no location `@down`").count(), 1, "{}", c.stderr);
 }
+
+#[test]
+fn durations_and_sizes_past_their_bounds_are_refused_with_the_largest_value() {
+    let c = check(&format!(
+        "worker_threads = 100000\n{HEAD}keepalive_timeout = \"1000h\"\nclient_body_buffer_size = \"1g\"\n\
+         client_max_body_size = 99999999999999\nopen_file_cache = \"max=10 inactive=9999h\"\n[[server.location]]\nmatch = \"/\"\nuwsgi_pass = \"up\"\n\
+         [upstream.up]\nservers = [\"unix:/run/x.sock\"]\nconnect_timeout = 18446744073709551615\n"
+    ));
+    assert_error(&c, 1, "worker_threads must be from 1 to 1024", "worker_threads = 2");
+    assert_error(&c, 5, "longest duration, \"596h\"", "keepalive_timeout = ");
+    assert_error(&c, 6, "over its largest value, \"64m\"", "client_body_buffer_size = \"64m\"");
+    assert_error(&c, 7, "over its largest value, \"1024g\"", "client_max_body_size = \"1024g\"");
+    assert_error(&c, 8, "inactive takes a time of at most 596h", "open_file_cache = ");
+    assert_error(&c, 14, "longest duration, \"596h\"", "connect_timeout = ");
+}

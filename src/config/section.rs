@@ -102,6 +102,29 @@ impl<'a, 'i> Section<'a, 'i> {
         }
     }
 
+    /// Reads `key` as a [`Size`] of at most `max` bytes (`max_text`, as the error says it).
+    pub fn size(
+        &mut self,
+        key: &'static str,
+        example: &str,
+        default: u64,
+        (max, max_text): (u64, &str),
+        diags: &mut Diagnostics,
+    ) -> u64 {
+        match self.get::<Size>(key, example, diags) {
+            Some(v) if v.get_ref().0 > max => {
+                diags.error(
+                    v.span(),
+                    format!("`{key}` is over its largest value, \"{max_text}\""),
+                    Some(format!("write at most {key} = \"{max_text}\"")),
+                );
+                default
+            }
+            Some(v) => v.into_inner().0,
+            None => default,
+        }
+    }
+
     /// Reads `key` as an array of tables (`[[server.location]]`) or a table of tables
     /// (`[upstream.NAME]`), returning a section for each with its name if it has one.
     pub fn tables(
@@ -184,7 +207,15 @@ fn nginx_directive_hint(name: &str) -> Option<&'static str> {
     })
 }
 
-/// A duration written as `"10s"`, `"500ms"`, `"1m"`, `"2h"` or a bare number of seconds.
+/// The longest duration any key takes: 2^31 - 1 ms (about 24 days), nginx's limit for a
+/// timeout. Deadlines are sums of the clock and these, so none can overflow.
+pub const MAX_DURATION: std::time::Duration = std::time::Duration::from_millis(i32::MAX as u64);
+
+/// [`MAX_DURATION`] as the error messages write it.
+const MAX_DURATION_TEXT: &str = "596h";
+
+/// A duration written as `"10s"`, `"500ms"`, `"1m"`, `"2h"` or a bare number of seconds,
+/// at most [`MAX_DURATION`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Duration(pub std::time::Duration);
 
@@ -196,20 +227,34 @@ impl<'de> Deserialize<'de> for Duration {
             Seconds(u64),
             Text(String),
         }
-        match Raw::deserialize(d).map_err(|_| {
+        let (d, written) = match Raw::deserialize(d).map_err(|_| {
             serde::de::Error::custom("expected a duration such as \"10s\", \"500ms\" or \"1m\"")
         })? {
-            Raw::Seconds(s) => Ok(Duration(std::time::Duration::from_secs(s))),
-            Raw::Text(t) => parse_duration(&t).map(Duration).ok_or_else(|| {
-                serde::de::Error::custom(format!(
-                    "`{t}` is not a duration; use a number with ms, s, m or h, such as \"10s\""
-                ))
-            }),
+            Raw::Seconds(s) => (std::time::Duration::from_secs(s), s.to_string()),
+            Raw::Text(t) => match parse_unbounded_duration(&t) {
+                Some(d) => (d, t),
+                None => {
+                    return Err(serde::de::Error::custom(format!(
+                        "`{t}` is not a duration; use a number with ms, s, m or h, such as \"10s\""
+                    )))
+                }
+            },
+        };
+        if d > MAX_DURATION {
+            return Err(serde::de::Error::custom(format!(
+                "`{written}` is longer than the longest duration, \"{MAX_DURATION_TEXT}\" (about 24 days, nginx's limit)"
+            )));
         }
+        Ok(Duration(d))
     }
 }
 
-pub(crate) fn parse_duration(text: &str) -> Option<std::time::Duration> {
+/// A duration as the keys write it, at most [`MAX_DURATION`].
+pub fn parse_duration(text: &str) -> Option<std::time::Duration> {
+    parse_unbounded_duration(text).filter(|d| *d <= MAX_DURATION)
+}
+
+fn parse_unbounded_duration(text: &str) -> Option<std::time::Duration> {
     let text = text.trim();
     let split = text.find(|c: char| !c.is_ascii_digit())?;
     let (number, unit) = text.split_at(split);
@@ -272,6 +317,9 @@ mod tests {
         assert_eq!(parse_duration("10"), None);
         assert_eq!(parse_duration("s"), None);
         assert_eq!(parse_duration("5d"), None);
+        assert_eq!(parse_duration("596h"), Some(std::time::Duration::from_secs(596 * 3600)));
+        assert_eq!(parse_duration("597h"), None, "over nginx's limit");
+        assert_eq!(parse_duration("99999999999999999999h"), None);
     }
 
     #[test]

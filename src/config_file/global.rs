@@ -6,6 +6,10 @@ use std::time::Duration;
 use crate::config::diag::Diagnostics;
 use crate::config::section::Section;
 
+/// More threads than this is a typo, not a machine: each one is a runtime with its own
+/// pools.
+const MAX_WORKER_THREADS: usize = 1024;
+
 /// Process-wide settings (top level of the file).
 #[derive(Clone, Debug)]
 pub struct Global {
@@ -18,11 +22,11 @@ pub struct Global {
 impl Global {
     pub fn parse(s: &mut Section, diags: &mut Diagnostics) -> Global {
         let worker_threads = match s.get::<usize>("worker_threads", "worker_threads = 2", diags) {
-            Some(n) if *n.get_ref() == 0 => {
+            Some(n) if !(1..=MAX_WORKER_THREADS).contains(n.get_ref()) => {
                 diags.error(
                     n.span(),
-                    "worker_threads must be at least 1",
-                    Some("write worker_threads = 1, or leave it out to use one per CPU".into()),
+                    format!("worker_threads must be from 1 to {MAX_WORKER_THREADS}"),
+                    Some("write worker_threads = 2, or leave it out to use one per CPU".into()),
                 );
                 1
             }

@@ -156,7 +156,8 @@ impl<S: Transport> Connection<S> {
                 _ => return Next::Close,
             }
         }
-        let deadline = *deadline.get_or_insert_with(|| Instant::now() + timeouts.header);
+        let deadline =
+            *deadline.get_or_insert_with(|| crate::clock::deadline(Instant::now(), timeouts.header));
         // a head trickling in is parsed again only when a line ends (or a limit is near),
         // so a slow client cannot make it cost quadratic time
         let shortest_line = limits.max_header_line.min(limits.max_request_line);
@@ -699,7 +700,7 @@ impl Exchange<'_> {
             }
             buf.clear();
             self.body_pos = 0;
-            let until = Instant::now() + self.body_timeout;
+            let until = crate::clock::deadline(Instant::now(), self.body_timeout);
             match timeout_at(until, read_into(&mut *self.io.stream, buf)).await {
                 Ok(Ok(0)) => return Err(BodyError::Closed(None)),
                 Ok(Ok(_)) => {}

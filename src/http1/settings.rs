@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use super::request_head::HeadLimits;
 use crate::config::diag::Diagnostics;
-use crate::config::section::{parse_size, Section, Size};
+use crate::config::section::{parse_size, Section};
 
 /// Per-server connection handling.
 #[derive(Clone, Debug)]
@@ -74,16 +74,21 @@ impl ConnectionSettings {
                 base.client_body_timeout,
                 diags,
             ),
-            client_max_body_size: s
-                .get::<Size>(
-                    "client_max_body_size",
-                    "client_max_body_size = \"1m\"   # 0 for no limit",
-                    diags,
-                )
-                .map_or(base.client_max_body_size, |v| v.into_inner().0),
-            client_body_buffer_size: s
-                .get::<Size>("client_body_buffer_size", "client_body_buffer_size = \"16k\"", diags)
-                .map_or(base.client_body_buffer_size, |v| v.into_inner().0),
+            client_max_body_size: s.size(
+                "client_max_body_size",
+                "client_max_body_size = \"1m\"   # 0 for no limit",
+                base.client_max_body_size,
+                (1 << 40, "1024g"),
+                diags,
+            ),
+            // held in memory per request: a bound keeps one upload from taking the machine
+            client_body_buffer_size: s.size(
+                "client_body_buffer_size",
+                "client_body_buffer_size = \"16k\"",
+                base.client_body_buffer_size,
+                (64 << 20, "64m"),
+                diags,
+            ),
             client_body_temp_path: s
                 .get::<String>(
                     "client_body_temp_path",

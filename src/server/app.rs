@@ -16,6 +16,7 @@ use pingora_core::protocols::Stream;
 use pingora_core::server::ShutdownWatch;
 use tokio::time::Instant;
 
+use crate::clock::deadline;
 use crate::config_file::Site;
 use crate::http1::connection::{AfterBody, Connection, Next, Timeouts};
 use crate::http1::request_head::RequestHead;
@@ -118,8 +119,11 @@ impl App {
         let mut stop = std::pin::pin!(stopping(shutdown.clone()));
         loop {
             let first = conn.requests == 0;
-            let idle_until =
-                if first { accepted + timeouts.header } else { Instant::now() + keepalive_timeout };
+            let idle_until = if first {
+                deadline(accepted, timeouts.header)
+            } else {
+                deadline(Instant::now(), keepalive_timeout)
+            };
             let next = tokio::select! {
                 biased;
                 next = conn.next_request(idle_until, &timeouts, &defaults.head_limits, first) => next,

@@ -47,7 +47,7 @@ impl CacheSettings {
                 )?);
             } else if let Some(t) = part.strip_prefix("inactive=") {
                 inactive = parse_duration(t)
-                    .ok_or_else(|| format!("`{part}`: inactive takes a time, such as 20s"))?;
+                    .ok_or_else(|| format!("`{part}`: inactive takes a time of at most 596h, such as 20s"))?;
             } else {
                 return Err(format!("`{part}` is not part of open_file_cache"));
             }

@@ -193,7 +193,7 @@ impl Pool {
         }
         h.fails += 1;
         if h.fails >= max_fails {
-            h.down_until = Some(now + window);
+            h.down_until = Some(crate::clock::deadline(now, window));
         }
     }
 
