@@ -6,6 +6,7 @@
 
 pub mod buffer_pool;
 pub mod config;
+pub mod errno;
 pub mod error_pages;
 pub mod http1;
 pub mod log;

@@ -23,6 +23,7 @@ use tokio::io::unix::AsyncFd;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, Interest, ReadBuf};
 use tokio::time::{timeout_at, Instant};
 
+use crate::errno::describe_std;
 use crate::uwsgi::codec::chunked::ChunkError;
 
 use super::body::BodyDecoder;
@@ -392,11 +393,9 @@ impl std::fmt::Display for BodyError {
             BodyError::Closed(None) => {
                 f.write_str("client prematurely closed connection while reading client request body")
             }
-            BodyError::Closed(Some(e)) => write!(
-                f,
-                "recv() failed ({}: {e}) while reading client request body",
-                e.raw_os_error().unwrap_or(0)
-            ),
+            BodyError::Closed(Some(e)) => {
+                write!(f, "recv() failed {} while reading client request body", describe_std(e))
+            }
         }
     }
 }
@@ -417,8 +416,8 @@ impl std::fmt::Display for SendError {
             }
             SendError::Io(e) => write!(
                 f,
-                "writev() or sendfile() failed ({}: {e}) while sending response to client",
-                e.raw_os_error().unwrap_or(0)
+                "writev() or sendfile() failed {} while sending response to client",
+                describe_std(e)
             ),
         }
     }

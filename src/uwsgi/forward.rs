@@ -437,8 +437,6 @@ async fn connect_unix(path: &std::path::Path) -> io::Result<UnixStream> {
 /// nginx's connect() line, with what to check for each errno.
 fn connect_failure(addr: &BackendAddr, e: &io::Error) -> Failure {
     let errno = e.raw_os_error().map(Errno::from_raw);
-    let code = e.raw_os_error().unwrap_or(0);
-    let text = errno_text(e);
     let hint = match errno {
         Some(Errno::ENOENT) => " (is uWSGI running? its `socket` option must name this path)".to_string(),
         Some(Errno::ECONNREFUSED) => match addr {
@@ -471,7 +469,10 @@ fn connect_failure(addr: &BackendAddr, e: &io::Error) -> Failure {
     Failure {
         status: 502,
         level,
-        message: format!("connect() to {addr} failed ({code}: {text}){hint} while connecting to upstream"),
+        message: format!(
+            "connect() to {addr} failed {}{hint} while connecting to upstream",
+            crate::errno::describe(e)
+        ),
         health: true,
     }
 }
@@ -518,17 +519,9 @@ fn io_failure(call: &str, action: &str, e: &io::Error) -> Failure {
     Failure {
         status: 502,
         level: Level::Error,
-        message: format!(
-            "{call} failed ({}: {}) while {action}",
-            e.raw_os_error().unwrap_or(0),
-            errno_text(e)
-        ),
+        message: format!("{call} failed {} while {action}", crate::errno::describe(e)),
         health: true,
     }
-}
-
-fn errno_text(e: &io::Error) -> String {
-    e.raw_os_error().map_or_else(|| e.to_string(), |n| Errno::from_raw(n).desc().to_string())
 }
 
 fn timed_out(action: &str) -> Failure {
