@@ -24,9 +24,9 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, Interest, ReadBuf};
 use tokio::time::{timeout_at, Instant};
 
 use crate::errno::describe_std;
-use crate::uwsgi::codec::chunked::ChunkError;
 
 use super::body::BodyDecoder;
+use super::chunked::ChunkError;
 use super::request_head::{parse_head, BodyFraming, HeadError, HeadLimits, HeaderSpan, Request, RequestHead};
 
 /// A byte stream a connection runs on (a TCP or Unix socket, later TLS).

@@ -31,7 +31,7 @@ use crate::routing::servers::{normalize_host, InvalidHost, ServerTable};
 use crate::server::settings::ConnectionSettings;
 use crate::static_files::serve::{serve, try_files, FileRequest, Outcome};
 use crate::uri::{normalized, split_target};
-use crate::uwsgi::codec::request::{encode_request, CgiRequest, EncodeOptions};
+use crate::uwsgi::codec::vars_block::{encode_request, CgiRequest, EncodeOptions};
 use crate::uwsgi::forward::{forward, prepare_body, upstream_label, Exchange as UwsgiExchange, Upstream};
 
 use super::recycled_box::RecycledBox;

@@ -14,7 +14,7 @@ use crate::config::diag::Diagnostics;
 use crate::config::section::Section;
 use crate::variables::{Scope, Template};
 
-use super::codec::request::{is_stock_param, Param};
+use super::codec::vars_block::{is_stock_param, Param};
 
 /// Where a backend listens.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]

@@ -15,13 +15,13 @@ use nix::errno::Errno;
 use tokio::net::{TcpStream, UnixStream};
 use tokio::sync::Notify;
 
+use crate::http1::chunked::ChunkedDecoder;
 use crate::http1::connection::{BodyError as ClientBodyError, Exchange as Client};
 use crate::http1::request_head::BodyFraming;
 use crate::http1::response_head::{self, reason, CHUNK_END, LAST_CHUNK};
 use crate::log::{Level, Note};
 
-use super::codec::chunked::ChunkedDecoder;
-use super::codec::response::{parse_head, Framing, ResponseHead};
+use super::codec::app_response::{parse_head, Framing, ResponseHead};
 use super::config::{BackendAddr, UpstreamConfig};
 use super::pool::{Pick, Pool};
 
