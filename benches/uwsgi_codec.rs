@@ -3,9 +3,9 @@
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 
-use portico::uwsgi::codec::chunked::ChunkedDecoder;
-use portico::uwsgi::codec::request::{encode_request, CgiRequest, EncodeOptions};
-use portico::uwsgi::codec::response::parse_head;
+use portico::http1::chunked::ChunkedDecoder;
+use portico::uwsgi::codec::app_response::parse_head;
+use portico::uwsgi::codec::vars_block::{encode_request, CgiRequest, EncodeOptions};
 use portico::variables::{Var, VarSource};
 
 struct NoVars;

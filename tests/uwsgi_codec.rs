@@ -19,11 +19,11 @@
 
 use std::net::SocketAddr;
 
+use portico::http1::chunked::ChunkedDecoder;
 use portico::uri::{normalize_path, split_target};
-use portico::uwsgi::codec::chunked::ChunkedDecoder;
+use portico::uwsgi::codec::app_response::{parse_head, Framing};
 use portico::uwsgi::codec::packet::{decode, PacketWriter};
-use portico::uwsgi::codec::request::{encode_request, CgiRequest, EncodeError, EncodeOptions, Param};
-use portico::uwsgi::codec::response::{parse_head, Framing};
+use portico::uwsgi::codec::vars_block::{encode_request, CgiRequest, EncodeError, EncodeOptions, Param};
 use portico::variables::{Scope, Template, Var, VarSource};
 
 type Vars = Vec<(String, String)>;

@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use portico::uwsgi::codec::chunked::ChunkedDecoder;
+use portico::http1::chunked::ChunkedDecoder;
 
 fuzz_target!(|data: &[u8]| {
     let mut whole = ChunkedDecoder::new();

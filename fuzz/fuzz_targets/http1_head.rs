@@ -14,10 +14,10 @@
 
 use libfuzzer_sys::fuzz_target;
 use portico::http1::body::BodyDecoder;
+use portico::http1::chunked::ChunkError;
 use portico::http1::request_head::{
     parse_head, BodyFraming, HeadError, HeadLimits, HeaderSpan, Known, Request, RequestHead, Version,
 };
-use portico::uwsgi::codec::chunked::ChunkError;
 
 /// Heads read from one input, one after the other when each body ends.
 const MAX_PIPELINED: usize = 8;

@@ -7,7 +7,7 @@
 use libfuzzer_sys::fuzz_target;
 use portico::uri::{normalize_path, split_target};
 use portico::uwsgi::codec::packet::decode;
-use portico::uwsgi::codec::request::{encode_request, CgiRequest, EncodeError, EncodeOptions, Param};
+use portico::uwsgi::codec::vars_block::{encode_request, CgiRequest, EncodeError, EncodeOptions, Param};
 use portico::variables::{Scope, Template, Var, VarSource};
 
 struct Vars<'a>(&'a [httparse::Header<'a>]);

@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use portico::uwsgi::codec::response::{parse_head, Framing};
+use portico::uwsgi::codec::app_response::{parse_head, Framing};
 
 fuzz_target!(|data: &[u8]| {
     for (limit, head) in [(4096, false), (64, true), (usize::MAX, false)] {

@@ -4,8 +4,7 @@
 
 use std::ops::Range;
 
-use crate::uwsgi::codec::chunked::{ChunkError, ChunkedDecoder};
-
+use super::chunked::{ChunkError, ChunkedDecoder};
 use super::request_head::BodyFraming;
 
 /// Where a request body stands.

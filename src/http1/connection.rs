@@ -23,9 +23,10 @@ use tokio::io::unix::AsyncFd;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, Interest, ReadBuf};
 use tokio::time::{timeout_at, Instant};
 
-use crate::uwsgi::codec::chunked::ChunkError;
+use crate::errno::describe;
 
 use super::body::BodyDecoder;
+use super::chunked::ChunkError;
 use super::request_head::{parse_head, BodyFraming, HeadError, HeadLimits, HeaderSpan, Request, RequestHead};
 
 /// A byte stream a connection runs on (a TCP or Unix socket, later TLS).
@@ -393,11 +394,9 @@ impl std::fmt::Display for BodyError {
             BodyError::Closed(None) => {
                 f.write_str("client prematurely closed connection while reading client request body")
             }
-            BodyError::Closed(Some(e)) => write!(
-                f,
-                "recv() failed ({}: {e}) while reading client request body",
-                e.raw_os_error().unwrap_or(0)
-            ),
+            BodyError::Closed(Some(e)) => {
+                write!(f, "recv() failed {} while reading client request body", describe(e))
+            }
         }
     }
 }
@@ -416,11 +415,9 @@ impl std::fmt::Display for SendError {
             SendError::TimedOut => {
                 f.write_str("client timed out (110: Connection timed out) while sending response to client")
             }
-            SendError::Io(e) => write!(
-                f,
-                "writev() or sendfile() failed ({}: {e}) while sending response to client",
-                e.raw_os_error().unwrap_or(0)
-            ),
+            SendError::Io(e) => {
+                write!(f, "writev() or sendfile() failed {} while sending response to client", describe(e))
+            }
         }
     }
 }

@@ -10,7 +10,7 @@ use crate::http1::settings::ConnectionSettings;
 use crate::log::{Level, Note};
 use crate::reply::Reply;
 use crate::routing::locations::LocationId;
-use crate::uwsgi::codec::request::{encode_request, CgiRequest, EncodeOptions};
+use crate::uwsgi::codec::vars_block::{encode_request, CgiRequest, EncodeOptions};
 use crate::uwsgi::forward::{forward, prepare_body, upstream_label, Exchange as UwsgiExchange};
 
 use super::app::{App, Done};

@@ -14,6 +14,8 @@ use nix::errno::Errno;
 use nix::fcntl::{openat2, OFlag, OpenHow, ResolveFlag};
 use nix::sys::stat::Mode;
 
+use crate::errno::describe_errno;
+
 use super::headers::FileFacts;
 use super::mapping::MappedPath;
 use crate::reply::OpenFile;
@@ -205,7 +207,7 @@ fn failure_io(path: &MappedPath, call: &str, errno: Errno) -> OpenFailure {
     };
     OpenFailure {
         kind,
-        log_message: format!("{call} \"{}\" failed ({}: {})", show(&path.full()), errno as i32, errno.desc()),
+        log_message: format!("{call} \"{}\" failed {}", show(&path.full()), describe_errno(errno)),
     }
 }
 

@@ -14,7 +14,7 @@ use crate::config::diag::Diagnostics;
 use crate::config::section::Section;
 use crate::variables::{Scope, Template};
 
-use super::codec::request::{is_stock_param, Param};
+use super::codec::vars_block::Param;
 
 /// Where a backend listens.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -290,8 +290,6 @@ impl UwsgiLocation {
                 }
             }
         }
-        // stock params keep their nginx position; the rest follow in configuration order
-        out.sort_by_key(|p| !is_stock_param(&p.name));
         Some(UwsgiLocation {
             pass_span: pass.span(),
             pass: pass.into_inner(),

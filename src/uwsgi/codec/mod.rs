@@ -1,9 +1,9 @@
-//! The uwsgi protocol as values: request packets as nginx's `uwsgi_pass` builds them
-//! (`request`, on top of the packet format in `packet`), and uWSGI's answers (`response`
-//! for the head, `chunked` for an app's own chunked body). No sockets, files or clocks:
-//! everything here is tested from byte vectors and fuzzed.
+//! The uwsgi protocol as values: the request's vars block as nginx's `uwsgi_pass` builds
+//! it (`vars_block`, on top of the packet format in `packet`), and the response head the
+//! app sends back (`app_response`). An app's own chunked body is HTTP/1.1 framing, decoded
+//! by `http1::chunked`. No sockets, files or clocks: everything here is tested from byte
+//! vectors and fuzzed.
 
-pub mod chunked;
+pub mod app_response;
 pub mod packet;
-pub mod request;
-pub mod response;
+pub mod vars_block;

@@ -119,7 +119,7 @@ const STOCK: [&str; 14] = [
 ];
 
 /// Whether `name` is one of the stock params (a `uwsgi_param` of that name replaces it).
-pub fn is_stock_param(name: &str) -> bool {
+fn is_stock_param(name: &str) -> bool {
     STOCK.contains(&name)
 }
 
@@ -432,6 +432,19 @@ mod tests {
         assert!(get(&v, "X_EMPTY").is_empty());
         assert_eq!(get(&v, "X_KEPT"), [""]);
         assert_eq!(v.last().unwrap().0, "HTTP_ACCEPT");
+    }
+
+    #[test]
+    fn configured_order_matters_only_among_the_other_params() {
+        let stock_last =
+            [param("X_ONE", "1", false), param("X_TWO", "2", false), param("SERVER_NAME", "s", false)];
+        let stock_first =
+            [param("SERVER_NAME", "s", false), param("X_ONE", "1", false), param("X_TWO", "2", false)];
+        let v = encode(&request(), &[], &stock_last, 4096).unwrap();
+        assert_eq!(v, encode(&request(), &[], &stock_first, 4096).unwrap());
+        assert_eq!(v[12], ("SERVER_NAME".to_string(), "s".to_string()));
+        let rest: Vec<&str> = v.iter().skip(13).map(|(k, _)| k.as_str()).collect();
+        assert_eq!(rest, ["X_ONE", "X_TWO"]);
     }
 
     #[test]

@@ -1,6 +1,9 @@
-//! A streaming decoder for chunked bodies (an app that sets `Transfer-Encoding: chunked`
-//! itself): fed whatever bytes arrived, it says how many it consumed and where the data
-//! in them is, without copying. Sizes, extensions and trailers are bounded.
+//! A streaming decoder for HTTP/1.1 chunked bodies, both ways through the server: a
+//! client's chunked request body (through [`super::body`]) and an app's own chunked
+//! response (the uwsgi relay decodes it once instead of chunking it again). Fed whatever
+//! bytes arrived, it says how many it consumed and where the data in them is, without
+//! copying. Sizes, extensions and trailers are bounded. Decoding only: the chunks
+//! Portico writes are framed in [`super::response_head`].
 
 use std::fmt;
 use std::ops::Range;

@@ -1,0 +1,93 @@
+//! The head the client gets for the app's response: the app's status and headers, in
+//! nginx's order, framed for this client. Pure: the relay writes what this produces.
+//! Not for deciding which of the app's headers may pass (hop-by-hop ones, `Status`,
+//! `X-Accel-*`): `codec::app_response` leaves those out when it parses the app's head.
+
+use std::io::Write;
+
+use crate::http1::response_head::{self, reason};
+
+use super::codec::app_response::{Framing, ResponseHead};
+
+/// The response head for the client, in nginx's order: the app's status and headers,
+/// framed for this client (Content-Length when known; chunked for HTTP/1.1; close-delimited
+/// for 1.0).
+pub(super) fn client_head(
+    head: &ResponseHead,
+    buf: &[u8],
+    head_request: bool,
+    chunked: bool,
+    keep_alive: bool,
+    date: &str,
+    out: &mut Vec<u8>,
+) {
+    let named =
+        |name: &'static str| head.headers(buf).find(move |(n, _)| n.eq_ignore_ascii_case(name.as_bytes()));
+    let reason = head.reason(buf).unwrap_or_else(|| reason(head.status));
+    response_head::start_head(head.status, reason, named("server"), date, out);
+    if let Some((n, v)) = named("content-type") {
+        response_head::header(n, v, out);
+    }
+    match head.framing {
+        Framing::Length(n) => {
+            let _ = write!(out, "Content-Length: {n}\r\n");
+        }
+        Framing::None => {
+            if let (true, Some(n)) = (head_request, head.declared_length) {
+                let _ = write!(out, "Content-Length: {n}\r\n");
+            }
+        }
+        Framing::Chunked | Framing::UntilClose => {
+            if chunked {
+                out.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
+            }
+        }
+    }
+    response_head::connection(keep_alive, out);
+    for (name, value) in head.headers(buf) {
+        if name.eq_ignore_ascii_case(b"server") || name.eq_ignore_ascii_case(b"content-type") {
+            continue;
+        }
+        response_head::header(name, value, out);
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::uwsgi::codec::app_response::parse_head;
+
+    const DATE: &str = "Thu, 01 Jan 2026 00:00:00 GMT";
+
+    fn for_client(app: &[u8], head_request: bool, chunked: bool, keep_alive: bool) -> String {
+        let head = parse_head(app, 4096, head_request).expect("valid head").expect("whole head");
+        let mut out = Vec::new();
+        client_head(&head, app, head_request, chunked, keep_alive, DATE, &mut out);
+        String::from_utf8(out).expect("ASCII head")
+    }
+
+    #[test]
+    fn nginx_order_with_the_apps_server_and_type_first() {
+        let app = b"HTTP/1.1 201 Made\r\nX-A: 1\r\nContent-Type: text/plain\r\nServer: app\r\nContent-Length: 2\r\n\r\nok";
+        assert_eq!(
+            for_client(app, false, false, true),
+            format!("HTTP/1.1 201 Made\r\nServer: app\r\nDate: {DATE}\r\nContent-Type: text/plain\r\nContent-Length: 2\r\nConnection: keep-alive\r\nX-A: 1\r\n\r\n")
+        );
+    }
+
+    #[test]
+    fn unknown_length_is_chunked_for_1_1_and_close_delimited_for_1_0() {
+        let app = b"Status: 200\r\nContent-Type: text/plain\r\n\r\n";
+        let chunked = for_client(app, false, true, true);
+        assert!(
+            chunked.contains("\r\nTransfer-Encoding: chunked\r\nConnection: keep-alive\r\n"),
+            "{chunked}"
+        );
+        let close = for_client(app, false, false, false);
+        assert!(
+            !close.contains("Transfer-Encoding") && close.contains("\r\nConnection: close\r\n"),
+            "{close}"
+        );
+    }
+}
