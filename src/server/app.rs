@@ -18,7 +18,8 @@ use tokio::time::Instant;
 
 use crate::clock::deadline;
 use crate::config_file::Site;
-use crate::http1::connection::{AfterBody, Connection, Next, Timeouts};
+use crate::http1::connection::{Connection, Next, Timeouts};
+use crate::http1::exchange::AfterBody;
 use crate::http1::request_head::RequestHead;
 use crate::http1::settings::ConnectionSettings;
 use crate::log::access::AccessLog;

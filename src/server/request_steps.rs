@@ -4,7 +4,7 @@
 
 use std::borrow::Cow;
 
-use crate::http1::connection::Exchange;
+use crate::http1::exchange::Exchange;
 use crate::http1::request_head::{Method, Request};
 use crate::log::Note;
 use crate::reply::Reply;

@@ -4,7 +4,7 @@
 //! the stream is a plain socket and the location has `sendfile` on (else read and
 //! written), then the request's logs.
 
-use crate::http1::connection::{Exchange, SendError};
+use crate::http1::exchange::{Exchange, SendError};
 use crate::log::{Level, Note};
 use crate::reply::{closes_connection, Body, Part, Parts, Reply};
 

@@ -4,7 +4,7 @@
 
 use std::borrow::Cow;
 
-use crate::http1::connection::{BodyError, Exchange};
+use crate::http1::exchange::{BodyError, Exchange};
 use crate::http1::request_head::{BodyFraming, Known, Version};
 use crate::http1::settings::ConnectionSettings;
 use crate::log::{Level, Note};

@@ -10,7 +10,7 @@ use std::time::Duration;
 use nix::errno::Errno;
 
 use crate::errno::describe;
-use crate::http1::connection::BodyError as ClientBodyError;
+use crate::http1::exchange::BodyError as ClientBodyError;
 use crate::log::{Level, Note};
 
 use super::config::{BackendAddr, UpstreamConfig};

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 
-use crate::http1::connection::Exchange as Client;
+use crate::http1::exchange::Exchange as Client;
 use crate::log::Note;
 
 use super::backend_connect::{connect, Conn};

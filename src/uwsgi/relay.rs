@@ -8,7 +8,7 @@ use std::io;
 use std::time::Duration;
 
 use crate::http1::chunked::ChunkedDecoder;
-use crate::http1::connection::{Exchange as Client, SendError};
+use crate::http1::exchange::{Exchange as Client, SendError};
 use crate::http1::response_head::{chunk_start, CHUNK_END, LAST_CHUNK};
 use crate::log::{Level, Note};
 

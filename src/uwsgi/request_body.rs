@@ -10,7 +10,7 @@ use std::path::Path;
 
 use bytes::{Bytes, BytesMut};
 
-use crate::http1::connection::{BodyError as ClientBodyError, Exchange as Client};
+use crate::http1::exchange::{BodyError as ClientBodyError, Exchange as Client};
 use crate::http1::request_head::BodyFraming;
 
 /// The request body, as it will be sent.

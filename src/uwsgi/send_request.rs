@@ -7,7 +7,7 @@ use std::io;
 use std::os::unix::fs::FileExt;
 use std::time::Duration;
 
-use crate::http1::connection::{BodyError as ClientBodyError, Exchange as Client, SendError};
+use crate::http1::exchange::{BodyError as ClientBodyError, Exchange as Client, SendError};
 use crate::log::Level;
 
 use super::backend_connect::{is_peer_gone, Conn};
