@@ -4,6 +4,7 @@
 
 use std::fs::File;
 use std::io;
+use std::ops::Range;
 use std::time::Duration;
 
 use tokio::time::{timeout_at, Instant};
@@ -287,11 +288,10 @@ impl<'c> Exchange<'c> {
     pub async fn send_file(
         &mut self,
         file: &File,
-        offset: u64,
-        len: u64,
+        range: Range<u64>,
         zero_copy: bool,
     ) -> Result<(), SendError> {
-        let r = self.io.send_file(file, offset, len, zero_copy).await;
+        let r = self.io.send_file(file, range, zero_copy).await;
         self.broken |= r.is_err();
         r
     }

@@ -5,6 +5,7 @@
 
 use std::fs::File;
 use std::io;
+use std::ops::Range;
 use std::os::fd::{BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::FileExt;
 use std::time::Duration;
@@ -137,17 +138,17 @@ impl<'c> Io<'c> {
     pub(super) async fn send_file(
         &mut self,
         file: &File,
-        offset: u64,
-        len: u64,
+        range: Range<u64>,
         zero_copy: bool,
     ) -> Result<(), SendError> {
+        let Range { start: offset, end: range_end } = range;
         let short =
             || SendError::Io(io::Error::new(io::ErrorKind::UnexpectedEof, "file truncated while sending"));
         match self.fd.filter(|_| zero_copy) {
             Some(fd) => {
                 let mut off = i64::try_from(offset)
                     .map_err(|_| SendError::Io(io::Error::other("file offset too large")))?;
-                let end = off.saturating_add(i64::try_from(len).unwrap_or(i64::MAX));
+                let end = i64::try_from(range_end).unwrap_or(i64::MAX);
                 while off < end {
                     let count = usize::try_from(end - off).unwrap_or(SENDFILE_CHUNK).min(SENDFILE_CHUNK);
                     let n = self
@@ -171,7 +172,7 @@ impl<'c> Io<'c> {
                 let mut buf = take_body_buffer();
                 buf.resize(COPY_CHUNK, 0);
                 let mut pos = offset;
-                let end = offset.saturating_add(len);
+                let end = range_end;
                 let result = async {
                     while pos < end {
                         let want = usize::try_from(end - pos).unwrap_or(COPY_CHUNK).min(COPY_CHUNK);

@@ -102,7 +102,7 @@ async fn send_reply(
         }
         Body::File { file, parts: Parts::Range { offset, len } } => {
             ex.write_out(*len > 0).await?;
-            ex.send_file(file, *offset, *len, zero_copy).await?;
+            ex.send_file(file, *offset..offset.saturating_add(*len), zero_copy).await?;
         }
         Body::File { file, parts: Parts::Multipart(parts) } => {
             ex.write_out(!parts.is_empty()).await?;
@@ -110,7 +110,9 @@ async fn send_reply(
                 let more = i + 1 < parts.len();
                 match part {
                     Part::Bytes(b) => ex.write_all(b, more).await?,
-                    Part::File { offset, len } => ex.send_file(file, *offset, *len, zero_copy).await?,
+                    Part::File { offset, len } => {
+                        ex.send_file(file, *offset..offset.saturating_add(*len), zero_copy).await?
+                    }
                 }
             }
         }
