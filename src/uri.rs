@@ -162,6 +162,33 @@ fn percent_decode(raw: &[u8]) -> Result<Vec<u8>, UriError> {
     Ok(out)
 }
 
+/// `$request_uri` (uwsgi's `REQUEST_URI`) of `target`, given its [`split_target`] parts:
+/// the raw path and query. They are one run of the target, except for
+/// an absolute-form target without a path.
+pub fn request_uri<'r>(
+    target: &'r [u8],
+    path: &'r [u8],
+    query: Option<&'r [u8]>,
+) -> std::borrow::Cow<'r, [u8]> {
+    let start = path.as_ptr() as usize;
+    let base = target.as_ptr() as usize;
+    let contiguous = start >= base && start + path.len() <= base + target.len();
+    match query {
+        None => std::borrow::Cow::Borrowed(path),
+        Some(q) if contiguous => {
+            let from = start - base;
+            let to = (q.as_ptr() as usize - base) + q.len();
+            std::borrow::Cow::Borrowed(&target[from..to])
+        }
+        Some(q) => {
+            let mut uri = path.to_vec();
+            uri.push(b'?');
+            uri.extend_from_slice(q);
+            std::borrow::Cow::Owned(uri)
+        }
+    }
+}
+
 /// Percent-encodes a decoded path for use in a `Location` header: bytes that may not
 /// appear in a URI path are escaped, everything else is kept.
 pub fn escape_path(path: &[u8], out: &mut String) {

@@ -257,6 +257,27 @@ impl Template {
         }
     }
 
+    /// Appends the rendered template to `out` as it is (no escaping), telling `literal`
+    /// where in `out` each literal piece went: a path's fixed parts are the operator's.
+    pub fn render_marking_literals(
+        &self,
+        src: &dyn VarSource,
+        out: &mut Vec<u8>,
+        mut literal: impl FnMut(std::ops::Range<usize>),
+    ) {
+        for piece in &self.pieces {
+            match piece {
+                Piece::Literal(l) => {
+                    literal(out.len()..out.len() + l.len());
+                    out.extend_from_slice(l);
+                }
+                Piece::Var(v) => {
+                    src.write_var(v, out);
+                }
+            }
+        }
+    }
+
     /// Appends the rendered template to `out`.
     pub fn render(&self, src: &dyn VarSource, escape: Escape, out: &mut Vec<u8>) {
         for piece in &self.pieces {

@@ -164,7 +164,8 @@ fn allocations_per_request_in_steady_state() {
     let dir = TempDir::new("alloc");
     dir.write("root/1k.txt", [b'x'; 1024]);
     dir.write("themes/aurora/static/app.css", [b'y'; 1024]);
-    let port = free_port();
+    let lease = free_port();
+    let port = lease.port;
     let conf = dir.write(
         "portico.toml",
         SITE.replace("{port}", &port.to_string()).replace("{dir}", &dir.path().display().to_string()),

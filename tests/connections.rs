@@ -292,7 +292,7 @@ fn unwritable_log_directory_fails_fast() {
     let d = fixture();
     let conf = d.write(
         "p.toml",
-        SITE.replace("{port}", &free_port().to_string())
+        SITE.replace("{port}", &free_port().port.to_string())
             .replace("{dir}/error.log", "{dir}/no-such-dir/error.log")
             .replace("{dir}", &d.path().display().to_string()),
     );

@@ -18,6 +18,7 @@ struct Deployment {
     uwsgi: Child,
     portico: Child,
     addr: std::net::SocketAddr,
+    _port: common::PortLease,
 }
 
 impl Drop for Deployment {
@@ -40,7 +41,8 @@ fn repo() -> &'static Path {
 
 fn deploy() -> Deployment {
     let dir = TempDir::new("flaskbb");
-    let port = free_port();
+    let lease = free_port();
+    let port = lease.port;
     let listen = format!("127.0.0.1:{port}");
     let status = Command::new(repo().join("scripts/flaskbb-site"))
         .arg(dir.path())
@@ -84,7 +86,7 @@ fn deploy() -> Deployment {
         assert!(Instant::now() < deadline, "portico did not listen on {addr}");
         std::thread::sleep(Duration::from_millis(20));
     }
-    Deployment { dir, uwsgi, portico, addr }
+    Deployment { dir, uwsgi, portico, addr, _port: lease }
 }
 
 impl Deployment {

@@ -466,6 +466,40 @@ fn symlinks_deny() {
     assert_eq!(p.get("/static/css/site.css").status, 200);
 }
 
+/// FlaskBB's git layout: the theme's `static` is a symlink to `../../static`, outside
+/// `themes/`; plus links reached through the request's components that leave their tree.
+fn theme_link_fixture() -> TempDir {
+    let d = TempDir::new("themes");
+    d.write("static/css/site.css", "body{}\n");
+    d.write("secret.txt", "TOP SECRET\n");
+    d.write("elsewhere/css/site.css", "not a theme\n");
+    std::fs::create_dir_all(d.path().join("themes/aurora")).unwrap();
+    let link = |to: &str, at: &str| std::os::unix::fs::symlink(to, d.path().join(at)).unwrap();
+    link("../../static", "themes/aurora/static");
+    // a theme name (from the request) that is a link out of themes/
+    link("../elsewhere", "themes/evil");
+    // a file name (from the request) that is a link out of the theme's static directory
+    link("../secret.txt", "static/leak.txt");
+    d
+}
+
+#[test]
+fn a_symlink_the_configuration_names_is_followed_and_the_requests_are_not() {
+    let d = theme_link_fixture();
+    d.write("html/index.html", "home\n");
+    let p = Portico::start_in(d, SITE, &[]);
+    let r = p.get("/_themes/aurora/css/site.css");
+    assert_eq!((r.status, r.text().as_str()), (200, "body{}\n"), "the theme's static link is the operator's");
+    // the request chose `evil`: it must stay beneath themes/
+    assert_eq!(p.get("/_themes/evil/css/site.css").status, 404);
+    // the request chose `leak.txt`: it must stay beneath the theme's static directory
+    let r = p.get("/_themes/aurora/leak.txt");
+    assert_eq!(r.status, 404);
+    assert!(!r.text().contains("TOP SECRET"));
+    let log = p.wait_for_log(&p.dir.path().join("error.log"), "leak.txt");
+    assert!(log.contains("resolves outside"), "{log}");
+}
+
 #[test]
 fn error_page_to_a_uri_keeps_the_status() {
     let d = fixture();

@@ -20,10 +20,13 @@
 use std::net::SocketAddr;
 
 use portico::http1::chunked::ChunkedDecoder;
-use portico::uri::{normalize_path, split_target};
+use portico::http1::request_head::{parse_head as parse_request_head, HeadLimits, Request};
+use portico::uri::{normalized, request_uri, split_target};
 use portico::uwsgi::codec::app_response::{parse_head, Framing};
 use portico::uwsgi::codec::packet::{decode, PacketWriter};
-use portico::uwsgi::codec::vars_block::{encode_request, CgiRequest, EncodeError, EncodeOptions, Param};
+use portico::uwsgi::codec::vars_block::{
+    encode_request, CgiRequest, EncodeError, EncodeOptions, Param, Routed,
+};
 use portico::variables::{Scope, Template, Var, VarSource};
 
 type Vars = Vec<(String, String)>;
@@ -84,48 +87,37 @@ impl Case<'_> {
     }
 }
 
-/// Encodes `case` with Portico and returns the packet.
+/// Encodes `case` with Portico's own steps — the head parser, the target split, the
+/// normalisation and `CgiRequest::of` — and returns the packet.
 fn ours(case: &Case) -> Vec<u8> {
-    let mut headers = [httparse::EMPTY_HEADER; 32];
-    let mut req = httparse::Request::new(&mut headers);
-    let status = req.parse(case.http.as_bytes()).expect("test request parses");
-    assert!(status.is_complete());
-    let target = split_target(req.path.unwrap().as_bytes()).expect("target");
-    let mut path_info = Vec::new();
-    normalize_path(target.raw_path, &mut path_info).expect("path");
-    let mut request_uri = target.raw_path.to_vec();
-    if let Some(q) = target.query {
-        request_uri.push(b'?');
-        request_uri.extend_from_slice(q);
-    }
-    let protocol: &[u8] = if req.version == Some(0) { b"HTTP/1.0" } else { b"HTTP/1.1" };
-    let content_type =
-        req.headers.iter().find(|h| h.name.eq_ignore_ascii_case("content-type")).map(|h| h.value);
-    let remote: SocketAddr = format!("127.0.0.1:{}", case.remote_port).parse().unwrap();
-    let cgi = CgiRequest {
-        method: req.method.unwrap().as_bytes(),
-        request_uri: &request_uri,
-        query: target.query.unwrap_or(b""),
-        path_info: &path_info,
-        document_root: b"/srv/www/flask/nginx/html",
-        protocol,
-        https: false,
-        remote: Some(remote),
-        server_port: 18180,
-        server_name: b"localhost",
-        content_type,
-        content_length: case.body_len,
-        body_was_chunked: case.chunked,
+    let raw = case.http.as_bytes();
+    let head = match parse_request_head(raw, &HeadLimits::default(), Vec::new()) {
+        Ok(Ok(head)) => head,
+        _ => panic!("test request parses: {:?}", case.http),
     };
+    let req = Request::new(&head, raw);
+    let target = split_target(req.target()).expect("target");
+    let path_info = normalized(target.raw_path).expect("path");
+    let request_uri = request_uri(req.target(), target.raw_path, target.query);
+    let routed = Routed {
+        method: req.method_name(),
+        request_uri: &request_uri,
+        query: target.query,
+        uri: &path_info,
+        document_root: b"/srv/www/flask/nginx/html",
+    };
+    let remote: SocketAddr = format!("127.0.0.1:{}", case.remote_port).parse().unwrap();
+    let cgi = CgiRequest::of(&req, routed, Some(remote), 18180, b"localhost", case.body_len);
+    assert_eq!(cgi.body_was_chunked, case.chunked, "the head's framing");
     let opts = EncodeOptions {
         params: &case.params,
         modifier1: case.modifiers.0,
         modifier2: case.modifiers.1,
         buffer_size: 65535,
     };
-    let hs = || req.headers.iter().map(|h| (h.name.as_bytes(), h.value));
     let mut buf = Vec::new();
-    encode_request(&cgi, hs, &opts, &HostVar(case.host_var.to_string()), &mut buf).expect("encodes");
+    encode_request(&cgi, || req.headers(), &opts, &HostVar(case.host_var.to_string()), &mut buf)
+        .expect("encodes");
     buf
 }
 

@@ -442,12 +442,20 @@ fn two_sockets_one_down_retries_then_skips_it() {
 fn max_conns_saturation_waits_then_answers_503() {
     let s = stack();
     let addr = s.portico.addr;
+    let mark = s.portico.dir.path().join("slot-taken");
+    let request =
+        format!("GET /capped/sleep?secs=3&mark={} HTTP/1.1\r\nHost: localhost\r\n\r\n", mark.display());
     let busy = std::thread::spawn(move || {
         let mut c = common::Conn::new(TcpStream::connect(addr).unwrap());
-        c.send(b"GET /capped/sleep?secs=3 HTTP/1.1\r\nHost: localhost\r\n\r\n");
+        c.send(request.as_bytes());
         c.read_response(false).status
     });
-    std::thread::sleep(Duration::from_millis(500));
+    // the app has the request: the pool's only slot is taken
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !mark.exists() {
+        assert!(Instant::now() < deadline, "the sleeping request never reached the app");
+        std::thread::sleep(Duration::from_millis(10));
+    }
     let r = s.portico.get("/capped/echo");
     assert_eq!(r.status, 503);
     assert_eq!(busy.join().unwrap(), 200);

@@ -1,6 +1,6 @@
 //! The checks nginx makes before routing: the request target (400), the Host header (400,
 //! or the server's name for HTTP/1.0 without one), and a declared body over
-//! `client_max_body_size` (413). Also `$request_uri`, which the target gives.
+//! `client_max_body_size` (413).
 
 use std::borrow::Cow;
 use std::net::SocketAddr;
@@ -9,7 +9,7 @@ use crate::config_file::Site;
 use crate::http1::request_head::{BodyFraming, Version};
 use crate::log::{Level, Note};
 use crate::routing::servers::InvalidHost;
-use crate::uri::{normalized, split_target};
+use crate::uri::{normalized, request_uri, split_target};
 
 use super::request_state::RequestInfo;
 
@@ -66,26 +66,4 @@ pub(super) fn check_request<'r>(
         }
     }
     Ok(())
-}
-
-/// `$request_uri`: the raw path and query. They are one run of the target, except for
-/// an absolute-form target without a path.
-fn request_uri<'r>(target: &'r [u8], path: &'r [u8], query: Option<&'r [u8]>) -> Cow<'r, [u8]> {
-    let start = path.as_ptr() as usize;
-    let base = target.as_ptr() as usize;
-    let contiguous = start >= base && start + path.len() <= base + target.len();
-    match query {
-        None => Cow::Borrowed(path),
-        Some(q) if contiguous => {
-            let from = start - base;
-            let to = (q.as_ptr() as usize - base) + q.len();
-            Cow::Borrowed(&target[from..to])
-        }
-        Some(q) => {
-            let mut uri = path.to_vec();
-            uri.push(b'?');
-            uri.extend_from_slice(q);
-            Cow::Owned(uri)
-        }
-    }
 }

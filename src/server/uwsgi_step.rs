@@ -5,12 +5,12 @@
 use std::borrow::Cow;
 
 use crate::http1::exchange::{BodyError, Exchange};
-use crate::http1::request_head::{BodyFraming, Known, Version};
+use crate::http1::request_head::Version;
 use crate::http1::settings::ConnectionSettings;
 use crate::log::{Level, Note};
 use crate::reply::Reply;
 use crate::routing::locations::LocationId;
-use crate::uwsgi::codec::vars_block::{encode_request, CgiRequest, EncodeOptions};
+use crate::uwsgi::codec::vars_block::{encode_request, CgiRequest, EncodeOptions, Routed};
 use crate::uwsgi::forward::{forward, prepare_body, upstream_label, Exchange as UwsgiExchange};
 
 use super::app::{App, Done};
@@ -70,21 +70,16 @@ impl App {
         // the packet buffer is the thread's, not the connection's: idle connections hold none
         let mut packet = crate::buffer_pool::take(4096);
         let encoded = {
-            let cgi = CgiRequest {
+            let routed = Routed {
                 method: info.method_name,
                 request_uri: &info.request_uri,
-                query: info.query.unwrap_or(b""),
-                path_info: &info.uri,
+                query: info.query,
+                uri: &info.uri,
                 document_root: info.document_root,
-                protocol: req.version().as_str().as_bytes(),
-                https: false,
-                remote: info.remote,
-                server_port: info.local.map_or(0, |l| l.port()),
-                server_name: site.name.as_bytes(),
-                content_type: req.known(Known::ContentType),
-                content_length: body.content_length(),
-                body_was_chunked: req.head().body == BodyFraming::Chunked,
             };
+            let port = info.local.map_or(0, |l| l.port());
+            let cgi =
+                CgiRequest::of(&req, routed, info.remote, port, site.name.as_bytes(), body.content_length());
             let opts = EncodeOptions {
                 params: &uw.params,
                 modifier1: uw.modifier1,

@@ -4,7 +4,9 @@
 //! The result is a [`MappedPath`]: a base directory that the operator wrote, and a relative
 //! part that came from the request. The relative part may not contain `.` or `..`
 //! segments; the opener then resolves it beneath the base with `openat2(RESOLVE_BENEATH)`,
-//! so neither a crafted path nor a symlink can leave the base. This is where nginx's alias
+//! so neither a crafted path nor a symlink can leave the base. A regex alias's fixed
+//! components after a capture (`static` in `themes/$1/static/$2`) are the operator's too:
+//! they are marked, and a symlink there may lead anywhere (see `open`). This is where nginx's alias
 //! trap is closed: `location /static` + `alias /srv/static/` maps `/static../secret` to
 //! `/srv/static/` + `../secret`, which is refused here instead of served.
 //!
@@ -42,9 +44,59 @@ pub struct MappedPath<'c> {
     pub base: &'c [u8],
     /// Borrowed from the URI when it maps as it is (`root`, most aliases).
     pub rel: std::borrow::Cow<'c, [u8]>,
+    /// The components of `rel` the configuration wrote (a regex alias's fixed parts).
+    pub written: WrittenComponents,
 }
 
-impl MappedPath<'_> {
+/// Where in `rel` the components written in the configuration are, in order: held inline
+/// (a path costs no allocation for them); a template with more than
+/// [`WrittenComponents::MAX`] of them has the rest treated as the request's (stricter).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WrittenComponents {
+    spans: [(u32, u32); WrittenComponents::MAX],
+    len: u8,
+}
+
+impl WrittenComponents {
+    pub const MAX: usize = 4;
+
+    /// The components as byte ranges of `rel`.
+    pub fn iter(&self) -> impl Iterator<Item = std::ops::Range<usize>> + '_ {
+        self.spans[..usize::from(self.len)].iter().map(|&(s, e)| s as usize..e as usize)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The whole components of `rel` that lie inside one of the `literal` ranges.
+    fn find(rel: &[u8], literals: &[std::ops::Range<usize>]) -> WrittenComponents {
+        let mut found = WrittenComponents::default();
+        let mut start = 0;
+        for component in rel.split(|&b| b == b'/') {
+            let span = start..start + component.len();
+            start = span.end + 1;
+            let inside = |l: &std::ops::Range<usize>| l.start <= span.start && span.end <= l.end;
+            if component.is_empty() || !literals.iter().any(inside) {
+                continue;
+            }
+            let (Ok(s), Ok(e)) = (u32::try_from(span.start), u32::try_from(span.end)) else { break };
+            if usize::from(found.len) == WrittenComponents::MAX {
+                break;
+            }
+            found.spans[usize::from(found.len)] = (s, e);
+            found.len += 1;
+        }
+        found
+    }
+}
+
+impl<'c> MappedPath<'c> {
+    /// A path whose `rel` is all the request's.
+    pub fn requested(base: &'c [u8], rel: std::borrow::Cow<'c, [u8]>) -> MappedPath<'c> {
+        MappedPath { base, rel, written: WrittenComponents::default() }
+    }
+
     /// The full path, for log lines and messages.
     pub fn full(&self) -> Vec<u8> {
         let mut p = self.base.to_vec();
@@ -120,7 +172,7 @@ impl Mapping {
         use std::borrow::Cow;
         let mapped = match self {
             Mapping::Unmapped => return Err(Unmappable::NoRoot),
-            Mapping::Root(root) => MappedPath { base: root, rel: Cow::Borrowed(uri) },
+            Mapping::Root(root) => MappedPath::requested(root, Cow::Borrowed(uri)),
             Mapping::AliasPrefix { prefix_len, base, dir } => {
                 let rest = uri.get(*prefix_len..).unwrap_or(b"");
                 let rel = if *dir && !rest.starts_with(b"/") {
@@ -135,17 +187,28 @@ impl Mapping {
                     // `/robots.txtX` against `alias .../robots.txt`: a sibling, not inside
                     return Err(Unmappable::Outside);
                 }
-                MappedPath { base, rel }
+                MappedPath::requested(base, rel)
             }
             Mapping::AliasTemplate { base, template } => {
                 // room for the base and a typical rest: rendering grows it at most once
                 let mut rel = Vec::with_capacity(base.len() + 128);
-                template.render(vars, Escape::None, &mut rel);
-                // the fixed part is the base; what follows it came from the request
+                // where the template's fixed pieces land, counted from the end of the base
+                // (the first piece starts with it); inline, as a path allocates nothing more
+                let mut literals = [0..0, 0..0, 0..0, 0..0, 0..0, 0..0, 0..0, 0..0];
+                let mut count = 0;
+                template.render_marking_literals(vars, &mut rel, |at| {
+                    if let Some(slot) = literals.get_mut(count) {
+                        *slot = at.start.saturating_sub(base.len())..at.end.saturating_sub(base.len());
+                        count += 1;
+                    }
+                });
+                // the base is the fixed start; what follows came from the request, but for
+                // the components the template writes
                 rel.drain(..base.len().min(rel.len()));
-                MappedPath { base, rel: Cow::Owned(rel) }
+                let written = WrittenComponents::find(&rel, &literals[..count]);
+                MappedPath { base, rel: Cow::Owned(rel), written }
             }
-            Mapping::AliasFixed(path) => MappedPath { base: path, rel: Cow::Borrowed(b"") },
+            Mapping::AliasFixed(path) => MappedPath::requested(path, Cow::Borrowed(b"")),
         };
         if has_dot_segment(&mapped.rel) || mapped.rel.contains(&0) {
             return Err(Unmappable::Outside);
@@ -258,6 +321,15 @@ mod tests {
         assert_eq!(p.base, b"/srv/themes");
         assert_eq!(&*p.rel, b"/aurora/static/css/styles.css");
         assert_eq!(p.beneath(), b"aurora/static/css/styles.css");
+        // `static` is written in the alias: a symlink there is the operator's
+        let written: Vec<&[u8]> = p.written.iter().map(|r| &p.rel[r]).collect();
+        assert_eq!(written, [&b"static"[..]]);
+        // a component mixing a capture and fixed text is the request's
+        let m = Mapping::new(None, Some(&alias("/srv/themes/t_$1/static/$2x/css")), None);
+        let p = m.map(b"/_themes/aurora/css/styles.css", &CaptureVars(&f.captures)).unwrap();
+        assert_eq!(&*p.rel, b"/t_aurora/static/css/styles.cssx/css");
+        let written: Vec<&[u8]> = p.written.iter().map(|r| &p.rel[r]).collect();
+        assert_eq!(written, [&b"static"[..], &b"css"[..]]);
 
         // `..` as a whole capture, as a crafted request could make it
         let ms = [Matcher::parse("~ ^/t/(.*)/x$").unwrap()];
@@ -275,9 +347,9 @@ mod tests {
 
     #[test]
     fn beneath_is_relative() {
-        let p = MappedPath { base: b"/b", rel: b"//x/y".to_vec().into() };
+        let p = MappedPath::requested(b"/b", b"//x/y".to_vec().into());
         assert_eq!(p.beneath(), b"x/y");
-        let p = MappedPath { base: b"/b", rel: b"/".to_vec().into() };
+        let p = MappedPath::requested(b"/b", b"/".to_vec().into());
         assert_eq!(p.beneath(), b".");
         assert_eq!(p.full(), b"/b/");
     }

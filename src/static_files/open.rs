@@ -5,7 +5,7 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fs::File;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -110,7 +110,55 @@ fn open_beneath(path: &MappedPath, flags: OFlag, policy: SymlinkPolicy) -> nix::
         return open_base(path.base, flags);
     }
     let dir = base_dir(path.base)?;
-    openat2(dir.as_fd(), path.beneath(), OpenHow::new().flags(flags).resolve(resolve_flags(policy)))
+    let how = OpenHow::new().flags(flags).resolve(resolve_flags(policy));
+    match openat2(dir.as_fd(), path.beneath(), how) {
+        // a symlink the policy refused may be one the configuration wrote: look again,
+        // component by component (the usual path costs one call, as before)
+        Err(Errno::EXDEV | Errno::ELOOP) if !path.written.is_empty() => {
+            open_through_written(dir.as_fd(), path, flags, policy)
+        }
+        result => result,
+    }
+}
+
+/// Opens `path` one stretch at a time: what came from the request beneath the directory
+/// reached so far (by `policy`), each component the configuration wrote followed wherever
+/// its symlink leads, as the operator's own. `rel` has no `.` or `..` (mapping refused it).
+fn open_through_written(
+    base: BorrowedFd,
+    path: &MappedPath,
+    flags: OFlag,
+    policy: SymlinkPolicy,
+) -> nix::Result<OwnedFd> {
+    let dir_flags = OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
+    let requested = OpenHow::new().resolve(resolve_flags(policy));
+    let written = OpenHow::new().resolve(ResolveFlag::RESOLVE_NO_MAGICLINKS);
+    let rel: &[u8] = &path.rel;
+    let mut dir: Option<OwnedFd> = None;
+    let mut pos = 0;
+    for span in path.written.iter() {
+        let part = trim_slashes(&rel[pos..span.start]);
+        if !part.is_empty() {
+            let at = dir.as_ref().map_or(base, AsFd::as_fd);
+            dir = Some(openat2(at, part, requested.flags(dir_flags))?);
+        }
+        let at = dir.as_ref().map_or(base, AsFd::as_fd);
+        if trim_slashes(&rel[span.end..]).is_empty() {
+            // the written component is what is opened
+            return openat2(at, &rel[span.clone()], written.flags(flags));
+        }
+        dir = Some(openat2(at, &rel[span.clone()], written.flags(dir_flags))?);
+        pos = span.end;
+    }
+    let at = dir.as_ref().map_or(base, AsFd::as_fd);
+    let rest = trim_slashes(&rel[pos..]);
+    openat2(at, if rest.is_empty() { &b"."[..] } else { rest }, requested.flags(flags))
+}
+
+fn trim_slashes(p: &[u8]) -> &[u8] {
+    let start = p.iter().position(|&b| b != b'/').unwrap_or(p.len());
+    let end = p.iter().rposition(|&b| b != b'/').map_or(start, |e| e + 1);
+    &p[start..end]
 }
 
 /// Opens `path` for reading. Directories are reported, not opened; non-regular files fail.

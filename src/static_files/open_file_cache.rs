@@ -319,7 +319,7 @@ mod tests {
     }
 
     fn path<'a>(base: &'a [u8], rel: &'a [u8]) -> MappedPath<'a> {
-        MappedPath { base, rel: Cow::Borrowed(rel) }
+        MappedPath::requested(base, Cow::Borrowed(rel))
     }
 
     fn file_of(r: Result<Opened, OpenFailure>) -> Arc<std::fs::File> {

@@ -45,9 +45,41 @@ impl Drop for TempDir {
     }
 }
 
-/// A free TCP port on 127.0.0.1 (bound once and released).
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+/// A loopback port reserved for one test: below the kernel's ephemeral range (so no
+/// client socket can take it between the reservation and the server's bind), and held
+/// with an exclusive lock on a file named for it, so that parallel tests in other
+/// processes never pick the same one. The reservation ends when the lease is dropped.
+pub struct PortLease {
+    pub port: u16,
+    _lock: nix::fcntl::Flock<std::fs::File>,
+}
+
+/// Ports tests may use (the ephemeral range starts at 32768 on Linux).
+const TEST_PORTS: std::ops::Range<u16> = 20000..32000;
+
+/// A port no other test holds and nothing listens on.
+pub fn free_port() -> PortLease {
+    let dir = std::env::temp_dir().join("portico-test-ports");
+    std::fs::create_dir_all(&dir).expect("create the port lock directory");
+    let span = TEST_PORTS.end - TEST_PORTS.start;
+    // start where this process is unlikely to meet another, then walk the range
+    let first = (std::process::id() as u16).wrapping_mul(31) % span;
+    for i in 0..span {
+        let port = TEST_PORTS.start + (first + i) % span;
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dir.join(format!("{port}.lock")))
+            .expect("open a port lock file");
+        let Ok(lock) = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock) else {
+            continue;
+        };
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return PortLease { port, _lock: lock };
+        }
+    }
+    panic!("no free test port in {TEST_PORTS:?}");
 }
 
 pub fn portico_bin() -> &'static str {
@@ -60,6 +92,7 @@ pub struct Portico {
     pub addr: SocketAddr,
     pub stderr_path: PathBuf,
     pub dir: TempDir,
+    _port: PortLease,
 }
 
 impl Portico {
@@ -72,7 +105,8 @@ impl Portico {
     /// As [`Portico::start`], with files already in `dir` and a command prefix (e.g.
     /// `strace`) placed before the binary.
     pub fn start_in(dir: TempDir, config: &str, prefix: &[&str]) -> Portico {
-        let port = free_port();
+        let lease = free_port();
+        let port = lease.port;
         let text =
             config.replace("{port}", &port.to_string()).replace("{dir}", &dir.path().display().to_string());
         let conf = dir.write("portico.toml", text);
@@ -94,7 +128,7 @@ impl Portico {
             .spawn()
             .expect("spawn portico");
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
-        let mut p = Portico { child, addr, stderr_path, dir };
+        let mut p = Portico { child, addr, stderr_path, dir, _port: lease };
         p.wait_ready();
         p
     }

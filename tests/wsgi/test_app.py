@@ -4,7 +4,8 @@ Routes, by the last path segment:
   /echo (and anything else)  JSON: the environ's str values, the body's length and sha256
   /stream?n=N&size=S         N chunks of S bytes from a generator, no Content-Length
   /big?n=N                   N bytes of a repeating pattern, with Content-Length
-  /sleep?secs=S              answers after S seconds
+  /sleep?secs=S[&mark=PATH]  answers after S seconds (first creating PATH, so a test can
+                             see the request has arrived)
   /crash                     raises before start_response (uWSGI writes nothing)
   /cookies                   three Set-Cookie headers and a repeated X-Multi
   /noread                    answers without reading the request body
@@ -48,6 +49,9 @@ def application(environ, start_response):
         return pattern(n)
 
     if route == "/sleep":
+        mark = arg(environ, "mark", "")
+        if mark:
+            open(mark, "w").close()
         time.sleep(float(arg(environ, "secs", "2")))
         start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "6")])
         return [b"slept\n"]

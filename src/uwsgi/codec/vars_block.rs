@@ -16,6 +16,8 @@
 use std::fmt;
 use std::net::SocketAddr;
 
+use crate::http1::request_head::{BodyFraming, Known, Request};
+
 use crate::ascii::trim_ows;
 use crate::variables::{Escape, Template, VarSource};
 
@@ -45,6 +47,50 @@ pub struct CgiRequest<'a> {
     /// The client's body was chunked and has been de-chunked: its `Transfer-Encoding`
     /// header is not forwarded next to the computed `CONTENT_LENGTH`.
     pub body_was_chunked: bool,
+}
+
+/// Where a request stands when it is forwarded, beside its head: what its target and
+/// routing made of it.
+#[derive(Clone, Copy, Debug)]
+pub struct Routed<'a> {
+    /// `$request_method`: the client's, or GET after an `error_page` redirect.
+    pub method: &'a [u8],
+    /// `$request_uri`: [`crate::uri::request_uri`].
+    pub request_uri: &'a [u8],
+    pub query: Option<&'a [u8]>,
+    /// `$uri`: the normalised path, as internal redirects left it.
+    pub uri: &'a [u8],
+    pub document_root: &'a [u8],
+}
+
+impl<'a> CgiRequest<'a> {
+    /// The facts nginx's uwsgi module sends for `req`: protocol, content type and framing
+    /// from its head, the rest from where it was routed; `server_port` is the port it
+    /// arrived on, `content_length` the length of the body that follows the vars.
+    pub fn of(
+        req: &Request<'a>,
+        routed: Routed<'a>,
+        remote: Option<SocketAddr>,
+        server_port: u16,
+        server_name: &'a [u8],
+        content_length: Option<u64>,
+    ) -> CgiRequest<'a> {
+        CgiRequest {
+            method: routed.method,
+            request_uri: routed.request_uri,
+            query: routed.query.unwrap_or(b""),
+            path_info: routed.uri,
+            document_root: routed.document_root,
+            protocol: req.version().as_str().as_bytes(),
+            https: false,
+            remote,
+            server_port,
+            server_name,
+            content_type: req.known(Known::ContentType),
+            content_length,
+            body_was_chunked: req.head().body == BodyFraming::Chunked,
+        }
+    }
 }
 
 /// A configured `uwsgi_param`.
