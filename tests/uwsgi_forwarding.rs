@@ -378,6 +378,8 @@ fn uwsgi_dying_mid_body_aborts_the_client_connection() {
     assert!(got.len() - split < 1_000_000, "the truncated body must not look complete");
     let log = s.portico.wait_for_log(&s.portico.dir.path().join("error.log"), "while reading upstream");
     assert!(log.contains("upstream prematurely closed connection while reading upstream"), "{log}");
+    // uWSGI's master starts another worker; the next request is served
+    assert_eq!(s.portico.get("/echo").status, 200);
 }
 
 #[test]

@@ -70,6 +70,12 @@ pub enum SendError {
     /// The client did not take bytes for `send_timeout`.
     TimedOut,
     Io(io::Error),
+    /// The file being sent became shorter than the length already announced: the
+    /// response is cut there and the connection closed.
+    FileTruncated {
+        path: String,
+        at: u64,
+    },
 }
 
 impl std::fmt::Display for SendError {
@@ -80,6 +86,10 @@ impl std::fmt::Display for SendError {
             }
             SendError::Io(e) => {
                 write!(f, "writev() or sendfile() failed {} while sending response to client", describe(e))
+            }
+            // nginx's words, at its level (alert)
+            SendError::FileTruncated { path, at } => {
+                write!(f, "sendfile() reported that \"{path}\" was truncated at {at}")
             }
         }
     }
@@ -190,6 +200,8 @@ impl<'c> Exchange<'c> {
         self.send_continue().await.map_err(|e| match e {
             SendError::Io(e) => BodyError::Closed(Some(e)),
             SendError::TimedOut => BodyError::TimedOut,
+            // (a `100 Continue` sends no file)
+            SendError::FileTruncated { .. } => BodyError::Closed(None),
         })?;
         loop {
             // first what came with the head

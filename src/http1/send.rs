@@ -142,8 +142,8 @@ impl<'c> Io<'c> {
         zero_copy: bool,
     ) -> Result<(), SendError> {
         let Range { start: offset, end: range_end } = range;
-        let short =
-            || SendError::Io(io::Error::new(io::ErrorKind::UnexpectedEof, "file truncated while sending"));
+        // the file shrank under us: the promised length can no longer be sent
+        let short = |at: u64| SendError::FileTruncated { path: path_of(file), at };
         match self.fd.filter(|_| zero_copy) {
             Some(fd) => {
                 let mut off = i64::try_from(offset)
@@ -159,8 +159,7 @@ impl<'c> Io<'c> {
                         })
                         .await?;
                     if n == 0 {
-                        // the file shrank under us: the promised length can no longer be sent
-                        return Err(short());
+                        return Err(short(u64::try_from(off).unwrap_or(0)));
                     }
                     self.sent += n as u64;
                     // a big file must not starve the other connections on this worker
@@ -178,7 +177,7 @@ impl<'c> Io<'c> {
                         let want = usize::try_from(end - pos).unwrap_or(COPY_CHUNK).min(COPY_CHUNK);
                         let n = file.read_at(&mut buf[..want], pos).map_err(SendError::Io)?;
                         if n == 0 {
-                            return Err(short());
+                            return Err(short(pos));
                         }
                         self.write_all(&buf[..n], pos + (n as u64) < end).await?;
                         pos += n as u64;
@@ -191,4 +190,12 @@ impl<'c> Io<'c> {
             }
         }
     }
+}
+
+/// The path an open file was opened by, for the error log (only when something went
+/// wrong: the reply carries no path, so a file hit costs no allocation for it).
+fn path_of(file: &File) -> String {
+    use std::os::fd::AsRawFd;
+    std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd()))
+        .map_or_else(|_| "(unknown)".into(), |p| p.display().to_string())
 }

@@ -62,7 +62,10 @@ impl super::app::App {
                 Done { keep_alive: clean, linger: linger && !keep_alive }
             }
             Err(e) => {
-                notes.push(Note::new(Level::Info, e.to_string()));
+                // a client going away is routine; a file shrinking under its answer is not
+                let level =
+                    if matches!(e, SendError::FileTruncated { .. }) { Level::Alert } else { Level::Info };
+                notes.push(Note::new(level, e.to_string()));
                 Done { keep_alive: false, linger: false }
             }
         };

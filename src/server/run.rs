@@ -119,7 +119,7 @@ fn ignore_sighup_until_handled() -> Result<(), String> {
     // SAFETY: SIG_IGN installs no Rust code as a handler
     unsafe { set_handler(Signal::SIGHUP, SigHandler::SigIgn) }
         .map(|_| ())
-        .map_err(|e| format!("cannot ignore SIGHUP: {}", e.desc()))
+        .map_err(|e| format!("cannot ignore SIGHUP {}", crate::errno::describe_errno(e)))
 }
 
 /// nginx's signal meanings on top of pingora's lifecycle: TERM and QUIT stop gracefully

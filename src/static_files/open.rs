@@ -205,7 +205,7 @@ pub fn exists(path: &MappedPath, dir: bool, policy: SymlinkPolicy) -> bool {
 /// could be opened safely.
 pub fn openat2_available() -> Result<(), String> {
     let dir = open_base(b"/", OFlag::O_PATH | OFlag::O_DIRECTORY)
-        .map_err(|e| format!("cannot open /: {}", e.desc()))?;
+        .map_err(|e| format!("cannot open / {}", describe_errno(e)))?;
     match openat2(
         dir.as_fd(),
         ".",
@@ -215,7 +215,7 @@ pub fn openat2_available() -> Result<(), String> {
         Err(Errno::ENOSYS) => {
             Err("this kernel has no openat2(2) (Linux 5.6 or later is needed to serve files safely)".into())
         }
-        Err(e) => Err(format!("openat2(2) probe failed: {}", e.desc())),
+        Err(e) => Err(format!("openat2(2) probe failed {}", describe_errno(e))),
     }
 }
 

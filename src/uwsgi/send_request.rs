@@ -71,7 +71,7 @@ pub(super) async fn send_request(
             if let Err(e) = client.send_continue().await {
                 return Err(client_gone(&ClientBodyError::Closed(match e {
                     SendError::Io(e) => Some(e),
-                    SendError::TimedOut => None,
+                    SendError::TimedOut | SendError::FileTruncated { .. } => None,
                 })));
             }
             loop {
