@@ -185,3 +185,48 @@ fn clients_leaving_mid_upload_and_mid_download_give_every_fd_back() {
     }
     assert_eq!(p.get("/app/echo").status, 200, "the backend still serves");
 }
+
+#[test]
+fn at_the_fd_limit_accepting_waits_then_resumes_with_one_log_line() {
+    let dir = TempDir::new("faults");
+    dir.write("html/a.txt", "a\n");
+    // the file's fd kept open: the connection that is already there needs no new one
+    let site = SITE.replace("match = \"/\"\n", "match = \"/\"\nopen_file_cache = \"max=10\"\n");
+    let p = Portico::start_in(dir, &site, &[]);
+    let get = b"GET /a.txt HTTP/1.1\r\nHost: localhost\r\n\r\n";
+    let mut kept = p.connect();
+    kept.send(get);
+    assert_eq!(kept.read_response(false).status, 200);
+
+    // a few fds left under the limit, then more connections than that
+    let limit = open_fds(&p) + 6;
+    let lowered = std::process::Command::new("prlimit")
+        .args(["--pid", &p.child.id().to_string(), &format!("--nofile={limit}:{limit}")])
+        .status()
+        .expect("run prlimit (util-linux)");
+    assert!(lowered.success(), "prlimit failed");
+    let extra: Vec<TcpStream> = (0..20)
+        .map(|_| {
+            let mut s = TcpStream::connect(p.addr).unwrap();
+            s.write_all(get).unwrap();
+            s
+        })
+        .collect();
+    p.wait_for_log(&error_log(&p), "Too many open files");
+
+    // the connection already open is still served, across two of pingora's 1 s retries
+    for _ in 0..3 {
+        kept.send(get);
+        assert_eq!(kept.read_response(false).status, 200);
+        std::thread::sleep(Duration::from_millis(1000));
+    }
+    // connections close: accepting resumes, and the failures made one line
+    drop(extra);
+    let mut fresh = p.connect();
+    fresh.set_read_timeout(Duration::from_secs(10));
+    fresh.send(get);
+    assert_eq!(fresh.read_response(false).status, 200);
+    let log = std::fs::read_to_string(error_log(&p)).unwrap();
+    assert_eq!(log.matches("accept4() failed").count(), 1, "{log}");
+    assert!(log.contains("[alert]") && log.contains("LimitNOFILE="), "{log}");
+}

@@ -11,6 +11,8 @@ mod content;
 #[cfg(feature = "server")]
 mod internal_redirects;
 #[cfg(feature = "server")]
+mod pingora_log;
+#[cfg(feature = "server")]
 mod recycled_box;
 #[cfg(feature = "server")]
 mod request_checks;

@@ -36,6 +36,9 @@ pub fn run(config: Config, config_path: &str) -> Result<(), String> {
         targets.push(site.logs.error.clone());
     }
     let logs = LogWriter::start(&targets)?;
+    if let Some(first) = config.sites.first() {
+        super::pingora_log::install(ErrorLog::new(logs.sink(&first.logs.error), first.logs.error_level))?;
+    }
     let sites = config
         .sites
         .into_iter()
