@@ -51,9 +51,26 @@ fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
     }
 }
 
-/// Portico's open fds, from /proc.
+/// Portico's open fds, from /proc, but for directories: each worker thread keeps its
+/// base directories open (`O_PATH`, renewed every second), a number bounded by threads
+/// times locations, whichever thread a connection lands on.
 fn open_fds(p: &Portico) -> usize {
-    std::fs::read_dir(format!("/proc/{}/fd", p.child.id())).map_or(0, |d| d.count())
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{}/fd", p.child.id())) else { return 0 };
+    dir.filter_map(|e| e.ok()).filter(|e| !std::fs::read_link(e.path()).is_ok_and(|t| t.is_dir())).count()
+}
+
+/// What Portico's fds are, for a failure message.
+fn fd_targets(p: &Portico) -> Vec<String> {
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{}/fd", p.child.id())) else { return Vec::new() };
+    dir.filter_map(|e| e.ok())
+        .map(|e| {
+            format!(
+                "{} -> {}",
+                e.file_name().to_string_lossy(),
+                std::fs::read_link(e.path()).map(|t| t.display().to_string()).unwrap_or_default()
+            )
+        })
+        .collect()
 }
 
 #[test]
@@ -158,6 +175,7 @@ fn clients_leaving_mid_upload_and_mid_download_give_every_fd_back() {
     assert_eq!(p.get("/big.bin").status, 200);
     // (a warm-up connection Portico has not closed yet only makes the count lenient)
     let before = open_fds(&p);
+    let before_targets = fd_targets(&p);
 
     for _ in 0..100 {
         // an upload of 1 MiB that stops after 64 KiB
@@ -180,7 +198,12 @@ fn clients_leaving_mid_upload_and_mid_download_give_every_fd_back() {
     // every client and backend connection closed, no file left open
     let deadline = Instant::now() + Duration::from_secs(30);
     while open_fds(&p) > before {
-        assert!(Instant::now() < deadline, "fds: {} before, {} after", before, open_fds(&p));
+        assert!(
+            Instant::now() < deadline,
+            "fds: {before} before, {} after:\nbefore: {before_targets:#?}\nafter: {:#?}",
+            open_fds(&p),
+            fd_targets(&p)
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     assert_eq!(p.get("/app/echo").status, 200, "the backend still serves");
