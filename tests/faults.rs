@@ -253,3 +253,22 @@ fn at_the_fd_limit_accepting_waits_then_resumes_with_one_log_line() {
     assert_eq!(log.matches("accept4() failed").count(), 1, "{log}");
     assert!(log.contains("[alert]") && log.contains("LimitNOFILE="), "{log}");
 }
+
+#[test]
+fn a_deleted_log_file_loses_no_request_and_comes_back_on_reopen() {
+    let dir = TempDir::new("faults");
+    dir.write("html/a.txt", "a\n");
+    let site = SITE.replace("error_log = ", "access_log = \"{dir}/access.log\"\nerror_log = ");
+    let p = Portico::start_in(dir, &site, &[]);
+    let access = p.dir.path().join("access.log");
+    assert_eq!(p.get("/a.txt?first").status, 200);
+    p.wait_for_log(&access, "first");
+    std::fs::remove_file(&access).unwrap();
+    // served while the log is gone (its lines go to the deleted file, as with nginx)
+    assert_eq!(p.get("/a.txt?unlinked").status, 200);
+    // logrotate's postrotate: SIGUSR1 opens the file again
+    p.signal("USR1");
+    wait_until("the log file is made again", || access.exists());
+    assert_eq!(p.get("/a.txt?after").status, 200);
+    p.wait_for_log(&access, "after");
+}
