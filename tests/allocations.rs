@@ -168,7 +168,9 @@ fn allocations_per_request_in_steady_state() {
     let port = lease.port;
     let conf = dir.write(
         "portico.toml",
-        SITE.replace("{port}", &port.to_string()).replace("{dir}", &dir.path().display().to_string()),
+        common::as_this_user(SITE)
+            .replace("{port}", &port.to_string())
+            .replace("{dir}", &dir.path().display().to_string()),
     );
 
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"));

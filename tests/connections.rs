@@ -278,7 +278,9 @@ fn a_busy_port_fails_fast_with_a_clear_error() {
     let d = fixture();
     let conf = d.write(
         "p.toml",
-        SITE.replace("{port}", &port.to_string()).replace("{dir}", &d.path().display().to_string()),
+        common::as_this_user(SITE)
+            .replace("{port}", &port.to_string())
+            .replace("{dir}", &d.path().display().to_string()),
     );
     let out = Command::new(portico_bin()).args(["run", "-c"]).arg(&conf).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
@@ -292,7 +294,8 @@ fn unwritable_log_directory_fails_fast() {
     let d = fixture();
     let conf = d.write(
         "p.toml",
-        SITE.replace("{port}", &free_port().port.to_string())
+        common::as_this_user(SITE)
+            .replace("{port}", &free_port().port.to_string())
             .replace("{dir}/error.log", "{dir}/no-such-dir/error.log")
             .replace("{dir}", &d.path().display().to_string()),
     );

@@ -1,5 +1,5 @@
-//! The process-wide keys at the top of the file: `worker_threads` and
-//! `shutdown_timeout`.
+//! The process-wide keys at the top of the file: `user` and `group`, `worker_threads`
+//! and `shutdown_timeout`.
 
 use std::time::Duration;
 
@@ -17,6 +17,11 @@ pub struct Global {
     pub worker_threads: usize,
     /// How long in-flight requests get to finish after SIGTERM/SIGQUIT.
     pub shutdown_timeout: Duration,
+    /// Who serves (nginx's `user`): started as root, Portico becomes this user once its
+    /// listeners are bound and its logs open.
+    pub user: Option<String>,
+    /// Its group; the user's own group when unset.
+    pub group: Option<String>,
 }
 
 impl Global {
@@ -33,8 +38,20 @@ impl Global {
             Some(n) => n.into_inner(),
             None => std::thread::available_parallelism().map_or(1, |n| n.get()),
         };
+        let mut name = |key: &'static str, example: &str| {
+            let v = s.get::<String>(key, example, diags)?;
+            if v.get_ref().trim().is_empty() {
+                diags.error(v.span(), format!("`{key}` is empty"), Some(format!("write {example}")));
+                return None;
+            }
+            Some(v.into_inner())
+        };
+        let user = name("user", "user = \"www-data\"");
+        let group = name("group", "group = \"www-data\"");
         Global {
             worker_threads,
+            user,
+            group,
             shutdown_timeout: s.duration(
                 "shutdown_timeout",
                 "shutdown_timeout = \"10s\"",

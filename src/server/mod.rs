@@ -11,7 +11,11 @@ mod content;
 #[cfg(feature = "server")]
 mod internal_redirects;
 #[cfg(feature = "server")]
+mod listeners;
+#[cfg(feature = "server")]
 mod pingora_log;
+#[cfg(feature = "server")]
+mod privileges;
 #[cfg(feature = "server")]
 mod recycled_box;
 #[cfg(feature = "server")]

@@ -38,6 +38,10 @@ impl log::Log for PingoraLog {
             return;
         }
         let text = record.args().to_string();
+        if text.starts_with("No incoming socket transfer") {
+            // the listener hand-off at start-up waits a second for its sender: routine
+            return;
+        }
         let message = if text.starts_with("Accept() failed") {
             let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
             let last = ACCEPT_FAILURE_LOGGED.load(Ordering::Relaxed);

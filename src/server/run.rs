@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use pingora_core::listeners::{L4BufferSettings, ListenerConfig, TcpSocketOptions};
-use pingora_core::server::configuration::ServerConf;
+use pingora_core::server::configuration::{Opt, ServerConf};
 use pingora_core::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch};
 use pingora_core::services::listening::Service;
 use tokio::signal::unix::{signal, SignalKind};
@@ -19,14 +19,28 @@ use crate::static_files::open::openat2_available;
 use crate::uwsgi::forward::Upstream;
 
 use super::app::{App, SiteRuntime};
+use super::listeners;
+use super::privileges::{self, Plan};
 
 /// Serves `config` until a signal stops it. Errors are start-up failures, worded for the
 /// operator.
 pub fn run(config: Config, config_path: &str) -> Result<(), String> {
     ignore_sighup_until_handled()?;
     openat2_available()?;
+    let (plan, warning) =
+        privileges::plan(config.global.user.as_deref(), config.global.group.as_deref(), config_path)?;
+    if let Some(w) = warning {
+        eprintln!("portico: warning: {w}");
+    }
     let addrs = config.servers.bind_addresses();
-    check_listen(&addrs)?;
+    // as root, the listeners are bound here, before the drop; otherwise pingora binds them
+    let bound = match &plan {
+        Plan::Stay => {
+            check_listen(&addrs)?;
+            None
+        }
+        Plan::Become(_) => Some(listeners::bind_all(&addrs)?),
+    };
 
     let mut targets = Vec::new();
     for site in &config.sites {
@@ -36,6 +50,9 @@ pub fn run(config: Config, config_path: &str) -> Result<(), String> {
         targets.push(site.logs.error.clone());
     }
     let logs = LogWriter::start(&targets)?;
+    if let Plan::Become(id) = &plan {
+        privileges::give_logs(&targets, id)?;
+    }
     if let Some(first) = config.sites.first() {
         super::pingora_log::install(ErrorLog::new(logs.sink(&first.logs.error), first.logs.error_level))?;
     }
@@ -51,7 +68,14 @@ pub fn run(config: Config, config_path: &str) -> Result<(), String> {
     let upstreams = config.upstreams.into_iter().map(Upstream::new).collect();
     let app = App::new(sites, config.servers, upstreams);
 
-    let conf = ServerConf {
+    let handoff = match bound {
+        Some(listeners) => {
+            let path = listeners::handoff_path()?;
+            Some((path.clone(), listeners::hand_off(listeners, path)))
+        }
+        None => None,
+    };
+    let mut conf = ServerConf {
         threads: config.global.worker_threads,
         grace_period_seconds: Some(config.global.shutdown_timeout.as_secs()),
         graceful_shutdown_timeout_seconds: Some(1),
@@ -61,8 +85,21 @@ pub fn run(config: Config, config_path: &str) -> Result<(), String> {
         work_stealing: false,
         ..ServerConf::default()
     };
-    let mut server = Server::new_with_opt_and_conf(None, conf);
+    let opt = handoff.as_ref().map(|(path, _)| {
+        conf.upgrade_sock = path.display().to_string();
+        Opt { upgrade: true, ..Opt::default() }
+    });
+    let mut server = Server::new_with_opt_and_conf(opt, conf);
     server.bootstrap();
+    if let Some((path, sender)) = handoff {
+        sender.join().map_err(|_| "the listener hand-off thread failed".to_string())??;
+        if let Some(dir) = path.parent() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+    if let Plan::Become(id) = &plan {
+        privileges::become_user(id)?;
+    }
     let mut service = Service::new("portico".to_string(), app);
     for addr in &addrs {
         let mut options = TcpSocketOptions::default();
@@ -94,25 +131,27 @@ pub fn run(config: Config, config_path: &str) -> Result<(), String> {
 /// Binds each address once before pingora does: pingora would retry a busy port for 30 s
 /// and then leave a process with no listener.
 fn check_listen(addrs: &[SocketAddr]) -> Result<(), String> {
-    for addr in addrs {
-        if let Err(e) = TcpListener::bind(addr) {
-            let hint = match e.kind() {
-                std::io::ErrorKind::AddrInUse => format!(
-                    "another process is listening there (is nginx still running? `ss -ltnp 'sport = :{}'` shows who)",
-                    addr.port()
-                ),
-                std::io::ErrorKind::PermissionDenied => {
-                    "ports below 1024 need root or CAP_NET_BIND_SERVICE".to_string()
-                }
-                std::io::ErrorKind::AddrNotAvailable => {
-                    "this machine has no such address; check `listen`".to_string()
-                }
-                _ => "check `listen` in the configuration".to_string(),
-            };
-            return Err(format!("cannot listen on {addr}: {e}; {hint}"));
-        }
+    for &addr in addrs {
+        TcpListener::bind(addr).map_err(|e| listen_failure(addr, e))?;
     }
     Ok(())
+}
+
+/// Why `addr` cannot be listened on, and what to do.
+pub(super) fn listen_failure(addr: SocketAddr, e: std::io::Error) -> String {
+    let hint = match e.kind() {
+        std::io::ErrorKind::AddrInUse => format!(
+            "another process is listening there (is nginx still running? `ss -ltnp 'sport = :{}'` shows who)",
+            addr.port()
+        ),
+        std::io::ErrorKind::PermissionDenied => format!(
+            "port {} is below 1024: start Portico as root (it then serves as `user`) or give it CAP_NET_BIND_SERVICE",
+            addr.port()
+        ),
+        std::io::ErrorKind::AddrNotAvailable => "this machine has no such address; check `listen`".to_string(),
+        _ => "check `listen` in the configuration".to_string(),
+    };
+    format!("cannot listen on {addr}: {e}; {hint}")
 }
 
 /// SIGHUP's default action kills the process; until the signal watcher is installed it is

@@ -82,6 +82,17 @@ pub fn free_port() -> PortLease {
     panic!("no free test port in {TEST_PORTS:?}");
 }
 
+/// `config` as the tests run it: started by root (as CI is), Portico refuses to serve
+/// without `user`; tests that are not about privileges say `user = "root"`.
+pub fn as_this_user(config: &str) -> String {
+    let has_user = config.lines().any(|l| l.trim_start().starts_with("user ="));
+    if nix::unistd::Uid::effective().is_root() && !has_user {
+        format!("user = \"root\"\n{config}")
+    } else {
+        config.to_string()
+    }
+}
+
 pub fn portico_bin() -> &'static str {
     env!("CARGO_BIN_EXE_portico")
 }
@@ -107,8 +118,9 @@ impl Portico {
     pub fn start_in(dir: TempDir, config: &str, prefix: &[&str]) -> Portico {
         let lease = free_port();
         let port = lease.port;
-        let text =
-            config.replace("{port}", &port.to_string()).replace("{dir}", &dir.path().display().to_string());
+        let text = as_this_user(config)
+            .replace("{port}", &port.to_string())
+            .replace("{dir}", &dir.path().display().to_string());
         let conf = dir.write("portico.toml", text);
         let stderr_path = dir.path().join("stderr.log");
         let stderr = std::fs::File::create(&stderr_path).expect("stderr file");
