@@ -172,7 +172,8 @@ pub enum RangeDecision {
 }
 
 /// Decides the range response, as nginx's range filter does, allowing at most
-/// `max_ranges` ranges.
+/// `max_ranges` ranges; `0` turns ranges off (the whole file, whatever the header says,
+/// as nginx's filter then does nothing).
 pub fn evaluate_range(
     range: Option<&[u8]>,
     if_range: Option<&[u8]>,
@@ -180,7 +181,7 @@ pub fn evaluate_range(
     etag: &str,
     max_ranges: u32,
 ) -> RangeDecision {
-    let Some(range) = range else {
+    let Some(range) = range.filter(|_| max_ranges > 0) else {
         return RangeDecision::Full;
     };
     if range.len() < 6 || !range[..6].eq_ignore_ascii_case(b"bytes=") {
@@ -205,7 +206,9 @@ pub fn evaluate_range(
 /// the file, send the whole file.
 fn parse_ranges(spec: &[u8], size: u64, max_ranges: u32) -> RangeDecision {
     let mut ranges = Vec::new();
-    let mut total: u64 = 0;
+    // exact: the parts of a file near u64::MAX bytes can add up past u64 (and saturating
+    // there would make them add up to the file)
+    let mut total: u128 = 0;
     let mut p = 0;
     let at = |p: usize| spec.get(p).copied().unwrap_or(0);
     let skip_spaces = |p: &mut usize| {
@@ -270,7 +273,7 @@ fn parse_ranges(spec: &[u8], size: u64, max_ranges: u32) -> RangeDecision {
                 return RangeDecision::Full;
             }
             ranges.push(ByteRange { start, end });
-            total = total.saturating_add(end - start);
+            total += u128::from(end - start);
         } else if start == 0 {
             return RangeDecision::Full;
         }
@@ -282,7 +285,7 @@ fn parse_ranges(spec: &[u8], size: u64, max_ranges: u32) -> RangeDecision {
     if ranges.is_empty() {
         return RangeDecision::Unsatisfiable;
     }
-    if total > size {
+    if total > u128::from(size) {
         return RangeDecision::Full;
     }
     if ranges.len() == 1 {
@@ -369,6 +372,23 @@ mod tests {
         assert!(matches!(many(16, 16), RangeDecision::Multiple(r) if r.len() == 16));
         assert_eq!(many(17, 16), RangeDecision::Full);
         assert_eq!(many(1, 0), RangeDecision::Full);
+    }
+
+    #[test]
+    fn parts_adding_up_past_u64_are_more_than_the_file() {
+        // found by fuzz/fuzz_targets/range_parse.rs: the sum saturated at u64::MAX, the size
+        let huge = FileFacts { size: u64::MAX, mtime: 0 };
+        let spec = b"bytes=18446744073709551614-,0-";
+        assert_eq!(evaluate_range(Some(spec), None, &huge, "x", 16), RangeDecision::Full);
+    }
+
+    #[test]
+    fn max_ranges_zero_is_the_whole_file_even_for_a_bad_header() {
+        // found by fuzz/fuzz_targets/range_parse.rs: these were 416 with ranges off
+        for spec in [&b"bytes=0-\xa0"[..], b"bytes=abc", b"bytes=1000-", b"bytes=-0"] {
+            let off = evaluate_range(Some(spec), None, &F, &F.etag(), 0);
+            assert_eq!(off, RangeDecision::Full, "{}", String::from_utf8_lossy(spec));
+        }
     }
 
     #[test]

@@ -220,9 +220,8 @@ fn file_reply(file: crate::reply::OpenFile, facts: FileFacts, max_ranges: u32, r
     let mut head = Head::new(200);
     head.content_type = Some(ctype.into());
     head.last_modified = Some(facts.mtime);
-    // max_ranges 0: ranges are off, and not offered (as nginx)
-    let range = header(Known::Range).filter(|_| max_ranges > 0);
-    let decision = evaluate_range(range, header(Known::IfRange), &facts, &etag, max_ranges);
+    // max_ranges 0: ranges are off (the whole file), and not offered (as nginx)
+    let decision = evaluate_range(header(Known::Range), header(Known::IfRange), &facts, &etag, max_ranges);
     let parts = match decision {
         RangeDecision::Full => {
             head.content_length = Some(facts.size);
