@@ -13,6 +13,7 @@ pub mod errno;
 pub mod error_pages;
 pub mod http1;
 pub mod log;
+pub mod preflight;
 pub mod reply;
 pub mod routing;
 pub mod server;

@@ -1,12 +1,12 @@
 //! The `portico` command: `run` serves, `check` validates (like `nginx -t`).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
 use portico::config::diag::Diagnostic;
-use portico::config_file;
+use portico::{config_file, preflight};
 
 #[derive(Parser)]
 #[command(name = "portico", version, about = "A front server for uWSGI apps that takes nginx's place")]
@@ -23,29 +23,35 @@ enum Command {
         #[arg(short = 'c', long = "config", value_name = "FILE")]
         config: PathBuf,
     },
-    /// Validate a configuration file and report every problem found.
+    /// Validate a configuration file and report every problem found, then look at this
+    /// machine as the server will meet it (directories, symlinks, uWSGI sockets, units).
+    /// Exit status: 0 nothing found, 1 the configuration has errors, 2 warnings only.
     Check {
         /// The configuration file.
         #[arg(short = 'c', long = "config", value_name = "FILE")]
         config: PathBuf,
+        /// Only the configuration itself (for a machine that is not the target): exit 0
+        /// with warnings, 1 with errors.
+        #[arg(long)]
+        syntax_only: bool,
+        /// Print the findings as JSON on stdout.
+        #[arg(long)]
+        json: bool,
+        /// The systemd unit Portico runs under (default: portico.service's usual paths).
+        #[arg(long, value_name = "FILE")]
+        unit: Option<PathBuf>,
+        /// uWSGI's ini, to compare its buffer-size with uwsgi_buffer_size.
+        #[arg(long = "uwsgi-ini", value_name = "FILE")]
+        uwsgi_ini: Option<PathBuf>,
     },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Check { config } => match config_file::load(&config) {
-            Ok((_, warnings)) => {
-                print_all(&warnings);
-                println!("{}: configuration ok", config.display());
-                ExitCode::SUCCESS
-            }
-            Err(diags) => {
-                print_all(&diags);
-                eprintln!("{}: configuration has errors", config.display());
-                ExitCode::FAILURE
-            }
-        },
+        Command::Check { config, syntax_only, json, unit, uwsgi_ini } => {
+            check(&config, syntax_only, json, &preflight::Options { unit, uwsgi_ini })
+        }
         Command::Run { config } => {
             let shown = config.display().to_string();
             let loaded = match config_file::load(&config) {
@@ -68,6 +74,39 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// `portico check`: the configuration, then (unless `syntax_only`) the machine.
+fn check(path: &Path, syntax_only: bool, json: bool, options: &preflight::Options) -> ExitCode {
+    let (diags, findings, valid) = match config_file::load(path) {
+        Ok((config, warnings)) => {
+            let findings = if syntax_only { Vec::new() } else { preflight::check(&config, path, options) };
+            (warnings, findings, true)
+        }
+        Err(diags) => (diags, Vec::new(), false),
+    };
+    let code = match (valid, diags.is_empty() && findings.is_empty()) {
+        (false, _) => 1,
+        (true, true) => 0,
+        (true, false) if syntax_only => 0,
+        (true, false) => 2,
+    };
+    if json {
+        let report = serde_json::json!({ "configuration": diags, "findings": findings, "exit": code });
+        println!("{report}");
+    } else {
+        print_all(&diags);
+        let shown = path.display();
+        for f in &findings {
+            eprintln!("{shown}: warning: {f}");
+        }
+        match code {
+            0 => println!("{shown}: configuration ok"),
+            1 => eprintln!("{shown}: configuration has errors"),
+            _ => println!("{shown}: configuration ok; {} warning(s) above", diags.len() + findings.len()),
+        }
+    }
+    ExitCode::from(code)
 }
 
 fn print_all(diags: &[Diagnostic]) {

@@ -249,6 +249,14 @@ impl Template {
         self.pieces.iter().any(|p| matches!(p, Piece::Var(Var::Capture(_) | Var::NamedCapture(_))))
     }
 
+    /// The literal pieces, in order.
+    pub fn literals(&self) -> impl Iterator<Item = &[u8]> {
+        self.pieces.iter().filter_map(|p| match p {
+            Piece::Literal(l) => Some(l.as_slice()),
+            Piece::Var(_) => None,
+        })
+    }
+
     /// The literal text before the first variable.
     pub fn literal_prefix(&self) -> &[u8] {
         match self.pieces.first() {

@@ -14,8 +14,16 @@ struct Checked {
 }
 
 fn check_file(path: &std::path::Path) -> Checked {
-    let out =
-        Command::new(portico_bin()).args(["check", "-c"]).arg(path).output().expect("run portico check");
+    check_file_with(path, &[])
+}
+
+fn check_file_with(path: &std::path::Path, args: &[&str]) -> Checked {
+    let out = Command::new(portico_bin())
+        .args(["check", "-c"])
+        .arg(path)
+        .args(args)
+        .output()
+        .expect("run portico check");
     Checked {
         code: out.status.code(),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -48,7 +56,7 @@ const HEAD: &str = "[[server]]\nlisten = [\"127.0.0.1:8080\"]\nroot = \"/srv\"\n
 
 #[test]
 fn shipped_flaskbb_config_passes_and_warns_about_root() {
-    let c = check_file(std::path::Path::new("conf/flaskbb.toml"));
+    let c = check_file_with(std::path::Path::new("conf/flaskbb.toml"), &["--syntax-only"]);
     assert_eq!(c.code, Some(0), "{}", c.stderr);
     assert!(c.stdout.contains("configuration ok"));
     assert!(c.stderr.contains("warning: no `root` is set"), "{}", c.stderr);
@@ -56,7 +64,7 @@ fn shipped_flaskbb_config_passes_and_warns_about_root() {
 
 #[test]
 fn shipped_demo_config_passes() {
-    let c = check_file(std::path::Path::new("conf/demo.toml"));
+    let c = check_file_with(std::path::Path::new("conf/demo.toml"), &["--syntax-only"]);
     assert_eq!(c.code, Some(0), "{}", c.stderr);
     assert!(c.stdout.contains("configuration ok"));
 }
@@ -149,9 +157,17 @@ fn missing_file() {
 }
 
 #[test]
-fn check_does_not_need_the_paths_to_exist() {
-    let c = check("[[server]]\nlisten = [\"80\"]\nroot = \"/does/not/exist\"\naccess_log = \"/nope/access.log\"\n[[server.location]]\nmatch = \"/\"\n");
+fn syntax_only_does_not_need_the_paths_to_exist_and_the_full_check_names_them() {
+    let d = TempDir::new("check");
+    let path = d.write(
+        "site.toml",
+        "user = \"nobody\"\n[[server]]\nlisten = [\"80\"]\nroot = \"/does/not/exist\"\naccess_log = \"/nope/access.log\"\n[[server.location]]\nmatch = \"/\"\n",
+    );
+    let c = check_file_with(&path, &["--syntax-only"]);
     assert_eq!(c.code, Some(0), "{}", c.stderr);
+    let c = check_file(&path);
+    assert_eq!(c.code, Some(2), "warnings only: {}", c.stderr);
+    assert!(c.stderr.contains("location / would return 404: /does/not/exist does not exist"), "{}", c.stderr);
 }
 
 #[test]

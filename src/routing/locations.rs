@@ -25,8 +25,8 @@ pub enum Matcher {
     Exact(Vec<u8>),
     /// `/path`, or `^~ /path` when `stops_regex` is set.
     Prefix { path: Vec<u8>, stops_regex: bool },
-    /// `~ re` or `~* re`.
-    Regex { regex: Regex, source: String },
+    /// `~ re` or `~* re`; `written` as the configuration has it, modifier included.
+    Regex { regex: Regex, written: String },
     /// `@name`
     Named(String),
 }
@@ -45,10 +45,10 @@ impl Matcher {
             return Ok(Matcher::Named(name.to_string()));
         }
         if let Some(rest) = text.strip_prefix("~*") {
-            return Self::regex(rest.trim_start(), true);
+            return Self::regex(rest.trim_start(), true, text);
         }
         if let Some(rest) = text.strip_prefix('~') {
-            return Self::regex(rest.trim_start(), false);
+            return Self::regex(rest.trim_start(), false, text);
         }
         if let Some(rest) = text.strip_prefix("^~") {
             return Ok(Matcher::Prefix { path: Self::path(rest.trim_start(), "^~ ")?, stops_regex: true });
@@ -72,7 +72,7 @@ impl Matcher {
         Ok(path.as_bytes().to_vec())
     }
 
-    fn regex(source: &str, case_insensitive: bool) -> Result<Matcher, MatchError> {
+    fn regex(source: &str, case_insensitive: bool, written: &str) -> Result<Matcher, MatchError> {
         if source.is_empty() {
             return Err(MatchError::new(
                 "regex location has no pattern",
@@ -96,7 +96,7 @@ impl Matcher {
                 format!("use at most {}; make groups that need no $n non-capturing: (?:...)", MAX_GROUPS - 1),
             ));
         }
-        Ok(Matcher::Regex { regex, source: source.to_string() })
+        Ok(Matcher::Regex { regex, written: written.to_string() })
     }
 
     /// The regex, when captures (`$1`, `$name`) can come from this location.
@@ -113,6 +113,20 @@ impl Matcher {
             .and_then(Matcher::regex_ref)
             .map(|r| r.capture_names().flatten().collect())
             .unwrap_or_default()
+    }
+}
+
+impl std::fmt::Display for Matcher {
+    /// As nginx's `location` line writes it: `= /x`, `^~ /x`, `~* \.css$`, `@name`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Matcher::Exact(p) => write!(f, "= {}", String::from_utf8_lossy(p)),
+            Matcher::Prefix { path, stops_regex } => {
+                write!(f, "{}{}", if *stops_regex { "^~ " } else { "" }, String::from_utf8_lossy(path))
+            }
+            Matcher::Regex { written, .. } => f.write_str(written),
+            Matcher::Named(name) => write!(f, "@{name}"),
+        }
     }
 }
 

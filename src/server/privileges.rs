@@ -34,7 +34,9 @@ pub(super) fn plan(
     file: &str,
 ) -> Result<(Plan, Option<String>), String> {
     if !Uid::effective().is_root() {
-        let warning = user.map(|u| {
+        // already that user (a unit's User=, with CAP_NET_BIND_SERVICE): nothing to say
+        let me = User::from_uid(Uid::effective()).ok().flatten().map(|u| u.name);
+        let warning = user.filter(|u| me.as_deref() != Some(*u)).map(|u| {
             format!(
                 "`user = \"{u}\"` takes effect only when Portico is started as root; serving as uid {}",
                 Uid::effective()

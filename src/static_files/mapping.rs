@@ -157,6 +157,18 @@ impl Mapping {
         }
     }
 
+    /// The path components a regex alias writes after its first variable (`static` in
+    /// `themes/$1/static/$2`): symlinks there are the operator's and followed.
+    pub fn written_components(&self) -> Vec<&str> {
+        let Mapping::AliasTemplate { template, .. } = self else { return Vec::new() };
+        template
+            .literals()
+            .skip(1)
+            .flat_map(|l| l.split(|&b| b == b'/'))
+            .filter_map(|c| std::str::from_utf8(c).ok().filter(|c| !c.is_empty()))
+            .collect()
+    }
+
     /// The directory `$document_root` names for this location, if any.
     pub fn document_root(&self) -> Option<&[u8]> {
         match self {
