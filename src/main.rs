@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use portico::config::diag::Diagnostic;
+use portico::control::Control;
 use portico::{config_file, preflight};
 
 #[derive(Parser)]
@@ -22,6 +23,19 @@ enum Command {
         /// The configuration file.
         #[arg(short = 'c', long = "config", value_name = "FILE")]
         config: PathBuf,
+    },
+    /// Ask the running server (the pid in `pid_file`) to reopen its log files (SIGUSR1).
+    Reopen {
+        #[arg(short = 'c', long = "config", value_name = "FILE")]
+        config: PathBuf,
+    },
+    /// Stop the running server at once (SIGINT), or with --graceful let requests in
+    /// flight finish (SIGQUIT).
+    Stop {
+        #[arg(short = 'c', long = "config", value_name = "FILE")]
+        config: PathBuf,
+        #[arg(long)]
+        graceful: bool,
     },
     /// Validate a configuration file and report every problem found, then look at this
     /// machine as the server will meet it (directories, symlinks, uWSGI sockets, units).
@@ -49,6 +63,10 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Reopen { config } => control(Control::Reopen, &config),
+        Command::Stop { config, graceful } => {
+            control(if graceful { Control::StopGracefully } else { Control::Stop }, &config)
+        }
         Command::Check { config, syntax_only, json, unit, uwsgi_ini } => {
             check(&config, syntax_only, json, &preflight::Options { unit, uwsgi_ini })
         }
@@ -72,6 +90,28 @@ fn main() -> ExitCode {
                     ExitCode::FAILURE
                 }
             }
+        }
+    }
+}
+
+/// `portico reopen|stop`: the configuration must load, for its `pid_file`.
+fn control(what: Control, path: &Path) -> ExitCode {
+    let config = match config_file::load(path) {
+        Ok((c, _)) => c,
+        Err(diags) => {
+            print_all(&diags);
+            eprintln!("portico: {} has errors; its pid_file cannot be trusted", path.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    match portico::control::send(what, &config, path) {
+        Ok(pid) => {
+            eprintln!("portico: sent {what:?} to process {pid}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("portico: {e}");
+            ExitCode::FAILURE
         }
     }
 }

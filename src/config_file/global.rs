@@ -1,5 +1,5 @@
-//! The process-wide keys at the top of the file: `user` and `group`, `worker_threads`
-//! and `shutdown_timeout`.
+//! The process-wide keys at the top of the file: `user` and `group`, `pid_file`,
+//! `worker_threads` and `shutdown_timeout`.
 
 use std::time::Duration;
 
@@ -22,6 +22,9 @@ pub struct Global {
     pub user: Option<String>,
     /// Its group; the user's own group when unset.
     pub group: Option<String>,
+    /// Where the serving process writes its pid (nginx's `pid`), for `portico reopen` and
+    /// `portico stop`; none by default.
+    pub pid_file: Option<std::path::PathBuf>,
 }
 
 impl Global {
@@ -48,10 +51,14 @@ impl Global {
         };
         let user = name("user", "user = \"www-data\"");
         let group = name("group", "group = \"www-data\"");
+        let pid_file = s
+            .get::<String>("pid_file", "pid_file = \"/run/portico.pid\"", diags)
+            .map(|p| std::path::PathBuf::from(diags.absolute(p.get_ref())));
         Global {
             worker_threads,
             user,
             group,
+            pid_file,
             shutdown_timeout: s.duration(
                 "shutdown_timeout",
                 "shutdown_timeout = \"10s\"",

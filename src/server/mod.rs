@@ -13,6 +13,8 @@ mod internal_redirects;
 #[cfg(feature = "server")]
 mod listeners;
 #[cfg(feature = "server")]
+mod pid_file;
+#[cfg(feature = "server")]
 mod pingora_log;
 #[cfg(feature = "server")]
 mod privileges;

@@ -2,6 +2,7 @@
 //! the app, and the signals.
 
 use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -20,6 +21,7 @@ use crate::uwsgi::forward::Upstream;
 
 use super::app::{App, SiteRuntime};
 use super::listeners;
+use super::pid_file::PidFile;
 use super::privileges::{self, Plan};
 
 /// Serves `config` until a signal stops it. Errors are start-up failures, worded for the
@@ -97,7 +99,15 @@ pub fn run(config: Config, config_path: &str) -> Result<(), String> {
             let _ = std::fs::remove_dir_all(dir);
         }
     }
-    if let Plan::Become(id) = &plan {
+    let owner = match &plan {
+        Plan::Become(id) => Some(id),
+        Plan::Stay => None,
+    };
+    let pid_file = match &config.global.pid_file {
+        Some(path) => Some(Arc::new(PidFile::write(path, owner)?)),
+        None => None,
+    };
+    if let Some(id) = owner {
         privileges::become_user(id)?;
     }
     let mut service = Service::new("portico".to_string(), app);
@@ -123,7 +133,12 @@ pub fn run(config: Config, config_path: &str) -> Result<(), String> {
         shown.join(", "),
         config.global.worker_threads
     );
-    server.run(RunArgs { shutdown_signal: Box::new(Signals { logs: logs.control() }) });
+    server.run(RunArgs {
+        shutdown_signal: Box::new(Signals { logs: logs.control(), pid_file: pid_file.clone() }),
+    });
+    if let Some(p) = &pid_file {
+        p.remove();
+    }
     logs.stop();
     Ok(())
 }
@@ -170,6 +185,7 @@ fn ignore_sighup_until_handled() -> Result<(), String> {
 /// yet).
 struct Signals {
     logs: LogControl,
+    pid_file: Option<Arc<PidFile>>,
 }
 
 #[async_trait]
@@ -196,6 +212,9 @@ impl ShutdownSignalWatch for Signals {
                     // here, after the logs are written. (pingora's own fast path can spin
                     // forever when its single-threaded runtimes stop in the wrong order.)
                     self.logs.flush_and_stop(Duration::from_secs(2));
+                    if let Some(p) = &self.pid_file {
+                        p.remove();
+                    }
                     std::process::exit(0);
                 }
                 _ = hup.recv() => eprintln!(
