@@ -200,3 +200,32 @@ fn durations_and_sizes_past_their_bounds_are_refused_with_the_largest_value() {
     assert_error(&c, 8, "inactive takes a time of at most 596h", "open_file_cache = ");
     assert_error(&c, 14, "longest duration, \"596h\"", "connect_timeout = ");
 }
+
+#[test]
+fn included_files_hold_servers_and_upstreams_and_their_errors_name_them() {
+    let d = TempDir::new("check");
+    let main = d.write(
+        "portico.toml",
+        "include = [\"sites/*.toml\", \"none/*.toml\"]\n[upstream.app]\nservers = [\"unix:/run/app.sock\"]\n",
+    );
+    d.write("sites/a.toml", "[[server]]\nlisten = [\"127.0.0.1:8080\"]\nroot = \"/srv\"\n[[server.location]]\nmatch = \"/\"\nuwsgi_pass = \"app\"\n");
+    d.write("sites/b.toml", "[[server]]\nlisten = [\"127.0.0.1:8081\"]\nroot = \"/srv\"\n[[server.location]]\nmatch = \"/\"\naliass = \"/x/\"\n");
+    let c = check_file_with(&main, &["--syntax-only"]);
+    assert_eq!(c.code, Some(1), "{}", c.stderr);
+    // the error is in the included file, at its line; the empty glob is a warning
+    assert!(c.stderr.contains("sites/b.toml:6:1: error: unknown key `aliass`"), "{}", c.stderr);
+    assert!(c.stderr.contains("portico.toml:1:") && c.stderr.contains("matches no file"), "{}", c.stderr);
+    std::fs::remove_file(d.path().join("sites/b.toml")).unwrap();
+    let c = check_file_with(&main, &["--syntax-only"]);
+    assert_eq!(c.code, Some(0), "the pool of the main file serves the included server:\n{}", c.stderr);
+}
+
+#[test]
+fn an_include_loop_is_an_error_at_the_include() {
+    let d = TempDir::new("check");
+    let main = d.write("portico.toml", "include = [\"a.toml\"]\n");
+    d.write("a.toml", "include = [\"portico.toml\"]\n[[server]]\nlisten = [\"127.0.0.1:8080\"]\nroot = \"/srv\"\n[[server.location]]\nmatch = \"/\"\n");
+    let c = check_file_with(&main, &["--syntax-only"]);
+    assert_eq!(c.code, Some(1), "{}", c.stderr);
+    assert!(c.stderr.contains("a.toml:1:") && c.stderr.contains("an include loop"), "{}", c.stderr);
+}

@@ -485,3 +485,26 @@ fn a_request_pipelined_past_the_last_one_does_not_reset_the_connection() {
     // an orderly end of the stream, not a reset
     assert!(c.is_closed(), "the connection was reset or left open");
 }
+
+#[test]
+fn servers_in_included_files_are_served() {
+    let d = fixture();
+    d.write(
+        "sites/extra.toml",
+        "[[server]]\nlisten = [\"127.0.0.1:{port}\"]\nserver_name = [\"extra.test\"]\nroot = \"{dir}/extra\"\n[[server.location]]\nmatch = \"/\"\n",
+    );
+    d.write("extra/x.txt", "from the included site\n");
+    let port_and_dir = |text: &str, p: u16, dir: &std::path::Path| {
+        text.replace("{port}", &p.to_string()).replace("{dir}", &dir.display().to_string())
+    };
+    let lease = free_port();
+    let extra = std::fs::read_to_string(d.path().join("sites/extra.toml")).unwrap();
+    d.write("sites/extra.toml", port_and_dir(&extra, lease.port, d.path()));
+    let p = Portico::start_in(d, &format!("include = [\"sites/*.toml\"]\n{SITE}"), &[]);
+    // the included server listens on a port of its own
+    let mut c = common::Conn::new(std::net::TcpStream::connect(("127.0.0.1", lease.port)).unwrap());
+    c.send(b"GET /x.txt HTTP/1.1\r\nHost: extra.test\r\n\r\n");
+    let r = c.read_response(false);
+    assert_eq!((r.status, r.text().as_str()), (200, "from the included site\n"));
+    assert_eq!(p.get("/a.txt").status, 200, "the main file's server still answers");
+}

@@ -111,7 +111,7 @@ fn reference(matchers: &[Matcher], uri: &[u8]) -> Option<LocationId> {
 /// `$0`..`$15` and the named groups are the regex's own groups in `uri` (empty when a
 /// group did not take part); locations other than regexes have none.
 fn check_captures(m: &Matcher, found: &Found, uri: &[u8]) {
-    let Matcher::Regex { regex, source } = m else {
+    let Matcher::Regex { regex, written: source } = m else {
         for n in 0..MAX_GROUPS {
             assert_eq!(found.captures.get(n), b"", "${n} of a location that is no regex");
         }

@@ -6,6 +6,7 @@
 //! is reported with file, line and what to write instead.
 
 pub mod global;
+mod include;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -61,83 +62,130 @@ pub struct Location {
 /// The outcome of loading: the configuration and its warnings, or every diagnostic.
 pub type Loaded = Result<(Config, Vec<Diagnostic>), Vec<Diagnostic>>;
 
-/// Reads and validates a configuration file.
+/// Reads and validates a configuration file and the files it includes.
 pub fn load(path: &Path) -> Loaded {
-    let shown = path.display().to_string();
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let dir = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
-    match std::fs::read_to_string(path) {
-        Ok(src) => parse_in(&src, &shown, dir),
-        Err(e) => Err(vec![Diagnostic {
+    match include::gather(path) {
+        Ok((files, notes)) => parse_files(&files, notes),
+        Err(message) => Err(vec![Diagnostic {
             severity: diag::Severity::Error,
-            file: shown,
+            file: path.display().to_string(),
             line: 0,
             column: 0,
-            message: format!("cannot read the configuration file: {e}"),
+            message,
             hint: Some("pass the path of a Portico TOML file with -c".into()),
         }]),
     }
 }
 
 /// Validates configuration text; `file` names it in diagnostics. Relative paths are
-/// resolved against `/`; use [`load`] for a file on disk.
+/// resolved against `/` and `include` is not followed; use [`load`] for a file on disk.
 pub fn parse(src: &str, file: &str) -> Loaded {
-    parse_in(src, file, PathBuf::from("/"))
+    let files =
+        [include::SourceFile { shown: file.to_string(), dir: PathBuf::from("/"), src: src.to_string() }];
+    parse_files(&files, Vec::new())
 }
 
-fn parse_in(src: &str, file: &str, dir: PathBuf) -> Loaded {
-    let mut diags = Diagnostics::new(file, src).with_dir(dir);
-    let doc = match DeTable::parse(src) {
-        Ok(doc) => doc,
-        Err(e) => {
-            diags.error(
-                e.span().unwrap_or(0..0),
-                format!("not valid TOML: {}", e.message().trim()),
-                Some("see https://toml.io for the syntax; strings need double quotes".into()),
-            );
-            return Err(diags.into_vec());
+/// The main file's top-level settings, which every file's servers inherit.
+struct TopLevel {
+    formats: HashMap<String, AccessFormat>,
+    logs: LogConfig,
+    connection: ConnectionSettings,
+}
+
+/// Assembles `files` (the main one first, then what it includes) into one configuration.
+fn parse_files(files: &[include::SourceFile], notes: Vec<include::Note>) -> Loaded {
+    let mut diags: Vec<Diagnostics> =
+        files.iter().map(|f| Diagnostics::new(f.shown.clone(), &f.src).with_dir(f.dir.clone())).collect();
+    for n in notes {
+        if n.error {
+            diags[n.file].error(n.span, n.message, n.hint);
+        } else {
+            diags[n.file].warning(n.span, n.message, n.hint);
         }
+    }
+    let mut docs = Vec::new();
+    for (i, f) in files.iter().enumerate() {
+        match DeTable::parse(&f.src) {
+            Ok(doc) => docs.push(Some(doc)),
+            Err(e) => {
+                diags[i].error(
+                    e.span().unwrap_or(0..0),
+                    format!("not valid TOML: {}", e.message().trim()),
+                    Some("see https://toml.io for the syntax; strings need double quotes".into()),
+                );
+                docs.push(None);
+            }
+        }
+    }
+    if docs.first().is_none_or(Option::is_none) {
+        return Err(all(diags));
+    }
+    let mut sections: Vec<Option<Section>> = docs
+        .iter()
+        .enumerate()
+        .map(|(i, d)| {
+            d.as_ref().map(|d| {
+                Section::new(if i == 0 { "the top level" } else { "an included file" }, d.get_ref(), d.span())
+            })
+        })
+        .collect();
+    let (global, top) = {
+        let (Some(top), d) = (sections[0].as_mut(), &mut diags[0]) else { return Err(all(diags)) };
+        let global = Global::parse(top, d);
+        let formats = LogConfig::parse_formats(top, d);
+        let logs = LogConfig::parse(top, &LogConfig::builtin(), &formats, d);
+        let connection = ConnectionSettings::parse(top, &ConnectionSettings::defaults(), d);
+        (global, TopLevel { formats, logs, connection })
     };
-    let mut top = Section::new("the top level", doc.get_ref(), doc.span());
-    let global = Global::parse(&mut top, &mut diags);
-    let formats = LogConfig::parse_formats(&mut top, &mut diags);
-    let top_logs = LogConfig::parse(&mut top, &LogConfig::builtin(), &formats, &mut diags);
-    let top_connection = ConnectionSettings::parse(&mut top, &ConnectionSettings::defaults(), &mut diags);
+
+    // the upstreams of every file first: a server in one file may use a pool of another
     let mut upstreams = Vec::new();
     let mut upstream_names = HashMap::new();
-    for (name, mut us) in top.tables("upstream", "[upstream.NAME]", &mut diags) {
-        let name = name.map(|n| n.into_inner()).unwrap_or_default();
-        if let Some(u) = UpstreamConfig::parse(&name, &mut us, &mut diags) {
-            upstream_names.insert(name, upstreams.len());
-            upstreams.push(u);
+    for (i, section) in sections.iter_mut().enumerate() {
+        let Some(section) = section else { continue };
+        // (read, so that it is a known key; gather followed it)
+        let _ = section.get::<Vec<String>>("include", "include = [\"sites/*.toml\"]", &mut diags[i]);
+        for (name, mut us) in section.tables("upstream", "[upstream.NAME]", &mut diags[i]) {
+            let name = name.map(|n| n.into_inner()).unwrap_or_default();
+            if let Some(u) = UpstreamConfig::parse(&name, &mut us, &mut diags[i]) {
+                upstream_names.insert(name, upstreams.len());
+                upstreams.push(u);
+            }
+            us.finish(&mut diags[i]);
         }
-        us.finish(&mut diags);
     }
-    let server_sections = top.tables("server", "[[server]]", &mut diags);
-    if server_sections.is_empty() {
-        diags.error(
+    let mut sites = Vec::new();
+    // where each server's `default_server` and `server_name` are written (file, span),
+    // for the errors only the whole table of servers shows
+    let mut identity_spans = Vec::new();
+    for (i, section) in sections.iter_mut().enumerate() {
+        let Some(section) = section else { continue };
+        let first = sites.len();
+        for (_, mut s) in section.tables("server", "[[server]]", &mut diags[i]) {
+            sites.push(parse_site(&mut s, &top, &mut diags[i]));
+            let at = |key| s.key_span(key).unwrap_or_else(|| s.span());
+            identity_spans.push((i, at("default_server"), at("server_name")));
+            s.finish(&mut diags[i]);
+        }
+        resolve_passes(
+            sites[first..].iter_mut().flat_map(|s| s.locations.iter_mut()).filter_map(|l| l.uwsgi.as_mut()),
+            &upstream_names,
+            &mut upstreams,
+            &mut diags[i],
+        );
+    }
+    for (i, section) in sections.into_iter().enumerate() {
+        if let Some(section) = section {
+            section.finish(&mut diags[i]);
+        }
+    }
+    if sites.is_empty() {
+        diags[0].error(
             0..0,
             "no [[server]] block: Portico would serve nothing",
             Some("add a [[server]] with `listen` and at least one [[server.location]]".into()),
         );
     }
-    let mut sites = Vec::new();
-    // where each server's `default_server` and `server_name` are written, for the
-    // errors only the whole table of servers shows
-    let mut identity_spans = Vec::new();
-    for (_, mut s) in server_sections {
-        sites.push(parse_site(&mut s, &top_logs, &formats, &top_connection, &mut diags));
-        let at = |key| s.key_span(key).unwrap_or_else(|| s.span());
-        identity_spans.push((at("default_server"), at("server_name")));
-        s.finish(&mut diags);
-    }
-    top.finish(&mut diags);
-    resolve_passes(
-        sites.iter_mut().flat_map(|s| s.locations.iter_mut()).filter_map(|l| l.uwsgi.as_mut()),
-        &upstream_names,
-        &mut upstreams,
-        &mut diags,
-    );
 
     let identities: Vec<ServerIdentity> = sites.iter().map(|s| s.identity.clone()).collect();
     let servers = match ServerTable::build(&identities) {
@@ -145,41 +193,49 @@ fn parse_in(src: &str, file: &str, dir: PathBuf) -> Loaded {
         Err(errors) => {
             for e in errors {
                 match e {
-                    ServerTableError::TwoDefaults { addr, first, second } => diags.error(
-                        identity_spans[second].0.clone(),
-                        format!(
-                            "a second `default_server` for {addr} (server #{} already is, server #{} is too)",
-                            first + 1,
-                            second + 1
-                        ),
-                        Some("keep default_server = true on one of them".into()),
-                    ),
-                    ServerTableError::BadRegex { server, name, error } => diags.error(
-                        identity_spans[server].1.clone(),
-                        format!("server #{}: server_name `{name}` is not a valid regex: {error}", server + 1),
-                        Some("regex names start with ~, like \"~^www\\\\d+\\\\.example\\\\.com$\"".into()),
-                    ),
+                    ServerTableError::TwoDefaults { addr, first, second } => {
+                        let (file, span, _) = &identity_spans[second];
+                        diags[*file].error(
+                            span.clone(),
+                            format!(
+                                "a second `default_server` for {addr} (server #{} already is, server #{} is too)",
+                                first + 1,
+                                second + 1
+                            ),
+                            Some("keep default_server = true on one of them".into()),
+                        )
+                    }
+                    ServerTableError::BadRegex { server, name, error } => {
+                        let (file, _, span) = &identity_spans[server];
+                        diags[*file].error(
+                            span.clone(),
+                            format!(
+                                "server #{}: server_name `{name}` is not a valid regex: {error}",
+                                server + 1
+                            ),
+                            Some(
+                                "regex names start with ~, like \"~^www\\\\d+\\\\.example\\\\.com$\"".into(),
+                            ),
+                        )
+                    }
                 }
             }
             None
         }
     };
+    let failed = diags.iter().any(Diagnostics::has_errors);
     match servers {
-        Some(servers) if !diags.has_errors() => {
-            let warnings = diags.into_vec();
-            Ok((Config { global, sites, servers, upstreams }, warnings))
-        }
-        _ => Err(diags.into_vec()),
+        Some(servers) if !failed => Ok((Config { global, sites, servers, upstreams }, all(diags))),
+        _ => Err(all(diags)),
     }
 }
 
-fn parse_site(
-    s: &mut Section,
-    top_logs: &LogConfig,
-    formats: &HashMap<String, AccessFormat>,
-    top_connection: &ConnectionSettings,
-    diags: &mut Diagnostics,
-) -> Site {
+/// Every file's diagnostics, the main file's first.
+fn all(diags: Vec<Diagnostics>) -> Vec<Diagnostic> {
+    diags.into_iter().flat_map(Diagnostics::into_vec).collect()
+}
+
+fn parse_site(s: &mut Section, top: &TopLevel, diags: &mut Diagnostics) -> Site {
     let listen = match s.get::<Vec<String>>("listen", "listen = [\"127.0.0.1:8080\"]", diags) {
         Some(l) => {
             let span = l.span();
@@ -208,8 +264,8 @@ fn parse_site(
         .unwrap_or_else(|| vec![String::new()]);
     let default_server =
         s.get::<bool>("default_server", "default_server = true", diags).is_some_and(|d| d.into_inner());
-    let connection = ConnectionSettings::parse(s, top_connection, diags);
-    let logs = LogConfig::parse(s, top_logs, formats, diags);
+    let connection = ConnectionSettings::parse(s, &top.connection, diags);
+    let logs = LogConfig::parse(s, &top.logs, &top.formats, diags);
     let file_defaults = FileDefaults::parse(s, diags);
     let site_error_pages = ErrorPages::parse(s, &ErrorPages::default(), diags);
 
