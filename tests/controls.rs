@@ -94,3 +94,43 @@ fn a_stale_pid_and_a_missing_pid_file_key_are_explained() {
     assert_eq!(code, Some(1));
     assert!(stderr.contains("sets no pid_file"), "{stderr}");
 }
+
+#[test]
+fn systemd_hears_ready_when_serving_and_stopping_on_a_stop() {
+    use std::os::unix::net::UnixDatagram;
+    let d = TempDir::new("controls");
+    d.write("html/a.txt", "a\n");
+    let notify = UnixDatagram::bind(d.path().join("notify.sock")).unwrap();
+    notify.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let lease = common::free_port();
+    let conf = d.write(
+        "portico.toml",
+        common::as_this_user(SITE)
+            .replace("{port}", &lease.port.to_string())
+            .replace("{dir}", &d.path().display().to_string()),
+    );
+    /// Kills the server if an assertion fails first.
+    struct Running(std::process::Child);
+    impl Drop for Running {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let child = Command::new(portico_bin())
+        .args(["run", "-c"])
+        .arg(&conf)
+        .env("NOTIFY_SOCKET", d.path().join("notify.sock"))
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let child = Running(child);
+    let mut buf = [0u8; 256];
+    let n = notify.recv(&mut buf).expect("READY=1 from portico");
+    assert_eq!(buf[..n].trim_ascii_end(), b"READY=1");
+    // serving by then: the listener is bound
+    assert!(std::net::TcpStream::connect(("127.0.0.1", lease.port)).is_ok());
+    let _ = Command::new("kill").arg("-TERM").arg(child.0.id().to_string()).status();
+    let n = notify.recv(&mut buf).expect("STOPPING=1 from portico");
+    assert_eq!(buf[..n].trim_ascii_end(), b"STOPPING=1");
+}

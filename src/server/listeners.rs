@@ -1,8 +1,9 @@
 //! Listening sockets bound by Portico itself, for when the process gives up root before it
-//! serves: bound here as root (IPv6 addresses IPv6-only, as nginx's `listen [::]:80`),
-//! then handed to pingora through its own listener hand-off (the mechanism of its
-//! graceful upgrade, within one process), so that pingora never binds after the drop.
-//! The hand-off socket lives in a directory only root can enter.
+//! serves, or systemd waits for READY (which must mean bound): bound here (IPv6 addresses
+//! IPv6-only, as nginx's `listen [::]:80`), then handed to pingora through its own
+//! listener hand-off (the mechanism of its graceful upgrade, within one process), so that
+//! pingora never binds after the drop. The hand-off socket lives in a fresh 0700
+//! directory.
 
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, OwnedFd};

@@ -35,13 +35,15 @@ pub fn run(config: Config, config_path: &str) -> Result<(), String> {
         eprintln!("portico: warning: {w}");
     }
     let addrs = config.servers.bind_addresses();
-    // as root, the listeners are bound here, before the drop; otherwise pingora binds them
+    // the listeners are bound here when root is given up (before the drop) or systemd
+    // waits for READY (which must mean bound); otherwise pingora binds them as it starts
+    let under_systemd = std::env::var_os("NOTIFY_SOCKET").is_some();
     let bound = match &plan {
-        Plan::Stay => {
+        Plan::Stay if !under_systemd => {
             check_listen(&addrs)?;
             None
         }
-        Plan::Become(_) => Some(listeners::bind_all(&addrs)?),
+        _ => Some(listeners::bind_all(&addrs)?),
     };
 
     let mut targets = Vec::new();
@@ -133,6 +135,9 @@ pub fn run(config: Config, config_path: &str) -> Result<(), String> {
         shown.join(", "),
         config.global.worker_threads
     );
+    // systemd (Type=notify): the listeners are bound (see above), connections queue
+    // until accepted
+    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
     server.run(RunArgs {
         shutdown_signal: Box::new(Signals { logs: logs.control(), pid_file: pid_file.clone() }),
     });
@@ -203,11 +208,21 @@ impl ShutdownSignalWatch for Signals {
         let mut int = install(SignalKind::interrupt());
         let mut hup = install(SignalKind::hangup());
         let mut usr1 = install(SignalKind::user_defined1());
+        let stopping = || {
+            let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
+        };
         loop {
             tokio::select! {
-                _ = term.recv() => return ShutdownSignal::GracefulTerminate,
-                _ = quit.recv() => return ShutdownSignal::GracefulTerminate,
+                _ = term.recv() => {
+                    stopping();
+                    return ShutdownSignal::GracefulTerminate;
+                }
+                _ = quit.recv() => {
+                    stopping();
+                    return ShutdownSignal::GracefulTerminate;
+                }
                 _ = int.recv() => {
+                    stopping();
                     // nginx's fast shutdown: the connections are dropped anyway, so exit
                     // here, after the logs are written. (pingora's own fast path can spin
                     // forever when its single-threaded runtimes stop in the wrong order.)
