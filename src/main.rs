@@ -24,6 +24,20 @@ enum Command {
         #[arg(short = 'c', long = "config", value_name = "FILE")]
         config: PathBuf,
     },
+    /// Tell the route a request would take: the server block and why, each location
+    /// looked at and why it won or lost, try_files candidates and the paths they map to,
+    /// and the answer (the file, Portico's page, or the upstream).
+    Explain {
+        #[arg(short = 'c', long = "config", value_name = "FILE")]
+        config: PathBuf,
+        /// The Host header (default: the URL's host, else the first server_name).
+        #[arg(long)]
+        host: Option<String>,
+        #[arg(long, default_value = "GET")]
+        method: String,
+        /// A path (/static/app.css) or http://host[:port]/path.
+        url: String,
+    },
     /// Ask the running server (the pid in `pid_file`) to reopen its log files (SIGUSR1).
     Reopen {
         #[arg(short = 'c', long = "config", value_name = "FILE")]
@@ -63,6 +77,26 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Explain { config, host, method, url } => {
+            let loaded = match config_file::load(&config) {
+                Ok((c, _)) => c,
+                Err(diags) => {
+                    print_all(&diags);
+                    return ExitCode::FAILURE;
+                }
+            };
+            let question = portico::server::Question { method: &method, url: &url, host: host.as_deref() };
+            match portico::server::explain(&loaded, &question) {
+                Ok(text) => {
+                    print!("{text}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("portico: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Reopen { config } => control(Control::Reopen, &config),
         Command::Stop { config, graceful } => {
             control(if graceful { Control::StopGracefully } else { Control::Stop }, &config)

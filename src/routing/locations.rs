@@ -178,6 +178,23 @@ impl Captures<'_> {
     }
 }
 
+/// What the search made of one location (for `portico explain`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Considered {
+    /// `= /path` equal to the URI: chosen, nothing else is looked at.
+    Exact,
+    /// A prefix the URI does not start with.
+    PrefixMisses,
+    /// The longest prefix the URI starts with: chosen at once with `^~`, else remembered
+    /// while the regexes are tried.
+    LongestPrefix {
+        stops_regex: bool,
+    },
+    /// A regex that matches: the first one in file order is chosen.
+    RegexMatches,
+    RegexMisses,
+}
+
 /// The result of location search for one URI.
 #[derive(Debug)]
 pub struct Found<'a> {
@@ -271,21 +288,43 @@ impl LocationIndex {
 
     /// [`LocationIndex::find`] for a URI the captures keep (borrowed or owned).
     pub fn find_in<'a>(&'a self, subject: Cow<'a, [u8]>) -> Option<Found<'a>> {
+        self.search(subject, &mut |_, _| {})
+    }
+
+    /// The search itself, telling `seen` what it made of each location it looked at, in
+    /// the order it looked (`portico explain` listens; the server passes a no-op).
+    pub fn search<'a>(
+        &'a self,
+        subject: Cow<'a, [u8]>,
+        seen: &mut impl FnMut(LocationId, Considered),
+    ) -> Option<Found<'a>> {
         let uri: &[u8] = &subject;
         if let Some(&location) = self.exact.get(uri) {
+            seen(location, Considered::Exact);
             return Some(Found { location, captures: Captures::default() });
         }
-        let prefix = self.prefixes.iter().find(|(p, _, _)| uri.starts_with(p));
-        if let Some(&(_, true, location)) = prefix {
-            return Some(Found { location, captures: Captures::default() });
+        let prefix = self.prefixes.iter().find(|(p, _, id)| {
+            let hit = uri.starts_with(p);
+            if !hit {
+                seen(*id, Considered::PrefixMisses);
+            }
+            hit
+        });
+        if let Some(&(_, stops, location)) = prefix {
+            seen(location, Considered::LongestPrefix { stops_regex: stops });
+            if stops {
+                return Some(Found { location, captures: Captures::default() });
+            }
         }
         for (regex, location, number) in &self.regexes {
             if let Some(groups) = captures_of(regex, *number, uri) {
+                seen(*location, Considered::RegexMatches);
                 return Some(Found {
                     location: *location,
                     captures: Captures { subject, groups, regex: Some(regex) },
                 });
             }
+            seen(*location, Considered::RegexMisses);
         }
         prefix.map(|&(_, _, location)| Found { location, captures: Captures::default() })
     }

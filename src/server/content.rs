@@ -34,7 +34,7 @@ pub(super) fn run_location(
     Some(serve(&loc.files, &file_request(info, &vars), notes))
 }
 
-fn file_request<'a>(info: &'a RequestInfo, vars: &'a Vars<'a, 'a>) -> FileRequest<'a> {
+pub(super) fn file_request<'a>(info: &'a RequestInfo, vars: &'a Vars<'a, 'a>) -> FileRequest<'a> {
     FileRequest {
         method: info.method,
         uri: &info.uri,

@@ -9,6 +9,8 @@ mod app;
 #[cfg(feature = "server")]
 mod content;
 #[cfg(feature = "server")]
+mod explain;
+#[cfg(feature = "server")]
 mod internal_redirects;
 #[cfg(feature = "server")]
 mod listeners;
@@ -37,5 +39,7 @@ mod run;
 #[cfg(feature = "server")]
 mod uwsgi_step;
 
+#[cfg(feature = "server")]
+pub use explain::{explain, Question};
 #[cfg(feature = "server")]
 pub use run::run;

@@ -15,7 +15,7 @@ use super::config::{Fallback, FilesConfig, HiddenFiles};
 use super::headers::{
     content_type, evaluate_conditions, evaluate_range, Conditional, Conditions, FileFacts, RangeDecision,
 };
-use super::mapping::{is_hidden, Unmappable};
+use super::mapping::{is_hidden, MappedPath, Unmappable};
 use super::open::{FailureKind, Opened};
 use super::open_file_cache::{exists_cached as exists_in, open as open_in};
 
@@ -52,6 +52,16 @@ pub enum Outcome {
 /// (the URI to serve from now on), `Ok(None)` leaves the URI as it is, `Err(outcome)` is
 /// the fallback.
 pub fn try_files(cfg: &FilesConfig, req: &FileRequest) -> Result<Option<Vec<u8>>, Box<Outcome>> {
+    try_files_seen(cfg, req, &mut |_, _| {})
+}
+
+/// [`try_files`], telling `seen` each candidate URI, the path it maps to (`None`: none)
+/// and whether it exists (`portico explain` listens; the server passes a no-op).
+pub fn try_files_seen(
+    cfg: &FilesConfig,
+    req: &FileRequest,
+    seen: &mut impl FnMut(&[u8], Option<(&MappedPath, bool)>),
+) -> Result<Option<Vec<u8>>, Box<Outcome>> {
     let Some(tf) = &cfg.try_files else {
         return Ok(None);
     };
@@ -59,10 +69,11 @@ pub fn try_files(cfg: &FilesConfig, req: &FileRequest) -> Result<Option<Vec<u8>>
     for check in &tf.checks {
         candidate.clear();
         check.path.render(req.vars, Escape::None, &mut candidate);
-        let found = cfg
-            .mapping
-            .map(&candidate, req.vars)
-            .is_ok_and(|p| exists_in(cfg.open_file_cache.as_ref(), &p, check.directory, cfg.symlinks));
+        let mapped = cfg.mapping.map(&candidate, req.vars).ok();
+        let found = mapped
+            .as_ref()
+            .is_some_and(|p| exists_in(cfg.open_file_cache.as_ref(), p, check.directory, cfg.symlinks));
+        seen(&candidate, mapped.as_ref().map(|p| (p, found)));
         if found {
             return Ok((candidate != req.uri).then_some(candidate));
         }
