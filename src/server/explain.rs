@@ -15,7 +15,7 @@ use crate::config_file::{Config, Location, Site};
 use crate::http1::request_head::{parse_head, HeadLimits, Request};
 use crate::log::Note;
 use crate::reply::Body;
-use crate::routing::locations::{Captures, Considered};
+use crate::routing::locations::Considered;
 use crate::routing::servers::normalize_host;
 use crate::static_files::serve::{try_files_seen, Outcome};
 
@@ -83,7 +83,8 @@ pub fn explain(config: &Config, question: &Question) -> Result<String, String> {
         if default { ", the default server of that address" } else { "" }
     );
 
-    let mut info = request_info(req, local);
+    let client = SocketAddr::new([127, 0, 0, 1].into(), 40000);
+    let mut info = RequestInfo::new(req, 0, 1, std::time::Instant::now(), (Some(client), Some(local)));
     let mut notes: Vec<Note> = Vec::new();
     if let Err(status) = super::request_checks::check_request(site, &mut info, normalized, &mut notes) {
         let _ = writeln!(out, "answer: {status}, before any location ({})", messages(&notes));
@@ -203,25 +204,6 @@ fn locations_searched(site: &Site, round: &Round, out: &mut String) {
         let _ = writeln!(out, "    {}: {why}", site.locations[id].matcher);
     });
     let _ = writeln!(out, "location {} serves it", chosen.matcher);
-}
-
-fn request_info<'r>(req: Request<'r>, local: SocketAddr) -> RequestInfo<'r> {
-    RequestInfo {
-        req,
-        connection: 0,
-        connection_requests: 1,
-        started: std::time::Instant::now(),
-        method: req.method(),
-        method_name: req.method_name(),
-        request_uri: Cow::Borrowed(&[]),
-        query: None,
-        uri: Cow::Borrowed(&[]),
-        host: Cow::Borrowed(""),
-        remote: Some(SocketAddr::new([127, 0, 0, 1].into(), 40000)),
-        local: Some(local),
-        captures: Captures::default(),
-        document_root: b"",
-    }
 }
 
 /// `http://host:port/path` → (host, port, `/path`); a bare path stays as it is.

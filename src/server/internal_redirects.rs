@@ -169,22 +169,11 @@ match = "@down"
     }
 
     fn info<'r>(req: Request<'r>) -> RequestInfo<'r> {
-        RequestInfo {
-            req,
-            connection: 1,
-            connection_requests: 1,
-            started: std::time::Instant::now(),
-            method: req.method(),
-            method_name: req.method_name(),
-            request_uri: Cow::Borrowed(req.target()),
-            query: None,
-            uri: Cow::Borrowed(req.target()),
-            host: Cow::Borrowed("localhost"),
-            remote: None,
-            local: None,
-            captures: Captures::default(),
-            document_root: b"",
-        }
+        let mut info = RequestInfo::new(req, 1, 1, std::time::Instant::now(), (None, None));
+        info.request_uri = Cow::Borrowed(req.target());
+        info.uri = Cow::Borrowed(req.target());
+        info.host = Cow::Borrowed("localhost");
+        info
     }
 
     fn ok() -> Option<Outcome> {

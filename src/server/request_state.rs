@@ -38,7 +38,33 @@ pub struct RequestInfo<'r> {
     pub document_root: &'r [u8],
 }
 
-impl RequestInfo<'_> {
+impl<'r> RequestInfo<'r> {
+    /// A request as its head arrived, before the checks and routing fill in the rest.
+    pub fn new(
+        req: Request<'r>,
+        connection: u64,
+        connection_requests: u64,
+        started: Instant,
+        (remote, local): (Option<SocketAddr>, Option<SocketAddr>),
+    ) -> RequestInfo<'r> {
+        RequestInfo {
+            req,
+            connection,
+            connection_requests,
+            started,
+            method: req.method(),
+            method_name: req.method_name(),
+            request_uri: Cow::Borrowed(&[]),
+            query: None,
+            uri: Cow::Borrowed(&[]),
+            host: Cow::Borrowed(""),
+            remote,
+            local,
+            captures: Captures::default(),
+            document_root: b"",
+        }
+    }
+
     /// `$request`: the request line as nginx logs it.
     pub fn write_request_line(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(self.req.method_name());

@@ -2,13 +2,10 @@
 //! (location search with its internal redirects) → answer it ourselves or forward it to
 //! uWSGI → log. Each step is a function of its own file; this one only calls them.
 
-use std::borrow::Cow;
-
 use crate::http1::exchange::Exchange;
 use crate::http1::request_head::{Method, Request};
 use crate::log::Note;
 use crate::reply::Reply;
-use crate::routing::locations::Captures;
 use crate::routing::servers::normalize_host;
 
 use super::app::{App, Done, Peer};
@@ -41,22 +38,7 @@ impl App {
 
         let keep_alive =
             req.head().keep_alive && !stopping && requests < u64::from(settings.keepalive_requests);
-        let mut info = RequestInfo {
-            req,
-            connection: peer.id,
-            connection_requests: requests,
-            started,
-            method: req.method(),
-            method_name: req.method_name(),
-            request_uri: Cow::Borrowed(&[]),
-            query: None,
-            uri: Cow::Borrowed(&[]),
-            host: Cow::Borrowed(""),
-            remote: peer.remote,
-            local: peer.local,
-            captures: Captures::default(),
-            document_root: b"",
-        };
+        let mut info = RequestInfo::new(req, peer.id, requests, started, (peer.remote, peer.local));
         let mut notes: Vec<Note> = Vec::new();
 
         let routed = match super::request_checks::check_request(site, &mut info, host, &mut notes) {
