@@ -140,3 +140,17 @@ fn a_normal_user_is_told_a_port_below_1024_needs_root() {
     // and `user` is said to have no effect
     assert!(stderr.contains("takes effect only when Portico is started as root"), "{stderr}");
 }
+
+#[test]
+fn root_with_another_group_serves_as_root_in_that_group() {
+    if !root_or_skip("`user = \"root\"` with `group`") {
+        return;
+    }
+    let d = TempDir::new("priv");
+    d.write("html/a.txt", "a\n");
+    let p = Portico::start_in(d, &format!("user = \"root\"\ngroup = \"nogroup\"\n{SITE}"), &[]);
+    assert_eq!(p.get("/a.txt").status, 200);
+    for t in thread_ids(p.child.id()) {
+        assert!(t.starts_with("Uid: 0 0 0 0 | Gid: 65534 65534 65534 65534"), "{t}");
+    }
+}

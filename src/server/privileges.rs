@@ -100,7 +100,8 @@ pub(super) fn become_user(id: &Identity) -> Result<(), String> {
     nix::unistd::initgroups(&name, id.gid).map_err(|e| fail("set the supplementary groups", e))?;
     nix::unistd::setgid(id.gid).map_err(|e| fail("set the group", e))?;
     nix::unistd::setuid(id.uid).map_err(|e| fail("set the user", e))?;
-    if nix::unistd::setuid(Uid::from_raw(0)).is_ok() || Uid::effective() != id.uid {
+    let regained = !id.uid.is_root() && nix::unistd::setuid(Uid::from_raw(0)).is_ok();
+    if regained || Uid::effective() != id.uid {
         return Err(format!("still able to act as root after becoming {}: refusing to serve", id.name));
     }
     Ok(())
