@@ -14,9 +14,11 @@ pub mod errno;
 pub mod error_pages;
 pub mod http1;
 pub mod log;
+pub mod permissions;
 pub mod preflight;
 pub mod reply;
 pub mod routing;
+#[cfg(feature = "server")]
 pub mod server;
 pub mod static_files;
 pub mod uri;

@@ -6,7 +6,7 @@
 use std::collections::VecDeque;
 use std::path::{Component, Path, PathBuf};
 
-use super::access::{need_words, reach, Who, Why, READ, SEARCH};
+use crate::permissions::{need_words, reach, Who, Why, READ, SEARCH};
 
 /// Entries looked at under one directory before the walk stops (and says so).
 pub const WALK_LIMIT: usize = 10_000;

@@ -6,7 +6,6 @@
 //! It reads the configuration the assembler made and looks at files, sockets and units;
 //! it changes nothing.
 
-pub mod access;
 mod files;
 mod sockets;
 mod traps;
@@ -20,7 +19,7 @@ use crate::static_files::mapping::Mapping;
 use crate::static_files::open::SymlinkPolicy;
 use crate::uwsgi::config::BackendAddr;
 
-use access::Who;
+use crate::permissions::Who;
 
 /// Files around the configuration that `check` may be pointed at.
 #[derive(Debug, Default)]

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use crate::uwsgi::config::BackendAddr;
 
-use super::access::{need_words, reach, Blocked, Who, Why, WRITE};
+use crate::permissions::{need_words, reach, Blocked, Who, Why, WRITE};
 
 /// How long a connect or the ping's answer may take.
 const PATIENCE: Duration = Duration::from_secs(2);

@@ -81,31 +81,18 @@ fn permission_hint(addr: &BackendAddr) -> String {
     let BackendAddr::Unix(path) = addr else {
         return String::new();
     };
-    let me = nix::unistd::geteuid();
-    let user = |uid: u32| {
-        nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
-            .ok()
-            .flatten()
-            .map_or_else(|| uid.to_string(), |u| u.name)
-    };
-    let group = |gid: u32| {
-        nix::unistd::Group::from_gid(nix::unistd::Gid::from_raw(gid))
-            .ok()
-            .flatten()
-            .map_or_else(|| gid.to_string(), |g| g.name)
-    };
+    let me = crate::permissions::user_name(nix::unistd::geteuid().as_raw());
     match std::fs::metadata(path) {
         Ok(m) => format!(
-            " (the socket has mode {:o} and belongs to {}:{}, Portico runs as {}: make uWSGI create it for this user, e.g. chown-socket = {} in its ini, or give a shared group chmod-socket = 660; also check the directories on the path)",
+            " (the socket has mode {:o} and belongs to {}, Portico runs as {}: make uWSGI create it for this user, e.g. chown-socket = {} in its ini, or give a shared group chmod-socket = 660; also check the directories on the path)",
             m.permissions().mode() & 0o7777,
-            user(m.uid()),
-            group(m.gid()),
-            user(me.as_raw()),
-            user(me.as_raw())
+            crate::permissions::owner(m.uid(), m.gid()),
+            me,
+            me
         ),
         Err(_) => format!(
             " (a directory on the path is not searchable by {}, the user Portico runs as)",
-            user(me.as_raw())
+            me
         ),
     }
 }

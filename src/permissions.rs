@@ -98,11 +98,14 @@ pub fn ls_mode(mode: u32) -> String {
 
 /// `www-data:www-data`, or the numbers when the names are unknown.
 pub fn owner(uid: u32, gid: u32) -> String {
-    let user =
-        nix::unistd::User::from_uid(uid.into()).ok().flatten().map_or_else(|| uid.to_string(), |u| u.name);
     let group =
         nix::unistd::Group::from_gid(gid.into()).ok().flatten().map_or_else(|| gid.to_string(), |g| g.name);
-    format!("{user}:{group}")
+    format!("{}:{group}", user_name(uid))
+}
+
+/// A user's name, or the number when it has none.
+pub fn user_name(uid: u32) -> String {
+    nix::unistd::User::from_uid(uid.into()).ok().flatten().map_or_else(|| uid.to_string(), |u| u.name)
 }
 
 /// What `need` bits are called in a sentence.
