@@ -117,9 +117,6 @@ fn parse_files(files: &[include::SourceFile], notes: Vec<include::Note>) -> Load
             }
         }
     }
-    if docs.first().is_none_or(Option::is_none) {
-        return Err(all(diags));
-    }
     let mut sections: Vec<Option<Section>> = docs
         .iter()
         .enumerate()
@@ -130,7 +127,10 @@ fn parse_files(files: &[include::SourceFile], notes: Vec<include::Note>) -> Load
         })
         .collect();
     let (global, top) = {
-        let (Some(top), d) = (sections[0].as_mut(), &mut diags[0]) else { return Err(all(diags)) };
+        // the main file must be TOML for anything to be read
+        let (Some(Some(top)), Some(d)) = (sections.first_mut(), diags.first_mut()) else {
+            return Err(all(diags));
+        };
         let global = Global::parse(top, d);
         let formats = LogConfig::parse_formats(top, d);
         let logs = LogConfig::parse(top, &LogConfig::builtin(), &formats, d);
