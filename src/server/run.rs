@@ -135,9 +135,6 @@ pub fn run(config: Config, config_path: &str) -> Result<(), String> {
         shown.join(", "),
         config.global.worker_threads
     );
-    // systemd (Type=notify): the listeners are bound (see above), connections queue
-    // until accepted
-    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
     server.run(RunArgs {
         shutdown_signal: Box::new(Signals { logs: logs.control(), pid_file: pid_file.clone() }),
     });
@@ -208,6 +205,9 @@ impl ShutdownSignalWatch for Signals {
         let mut int = install(SignalKind::interrupt());
         let mut hup = install(SignalKind::hangup());
         let mut usr1 = install(SignalKind::user_defined1());
+        // systemd (Type=notify): the listeners are bound (see `run`: under systemd they are
+        // bound before pingora starts) and, from here on, a stop signal stops gracefully
+        let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
         let stopping = || {
             let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
         };
