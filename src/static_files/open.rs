@@ -137,28 +137,28 @@ fn open_through_written(
     let mut dir: Option<OwnedFd> = None;
     let mut pos = 0;
     for span in path.written.iter() {
-        let part = trim_slashes(&rel[pos..span.start]);
+        let part = without_leading_slashes(&rel[pos..span.start]);
         if !part.is_empty() {
             let at = dir.as_ref().map_or(base, AsFd::as_fd);
             dir = Some(openat2(at, part, requested.flags(dir_flags))?);
         }
         let at = dir.as_ref().map_or(base, AsFd::as_fd);
-        if trim_slashes(&rel[span.end..]).is_empty() {
-            // the written component is what is opened
-            return openat2(at, &rel[span.clone()], written.flags(flags));
+        if rel[span.end..].iter().all(|&b| b == b'/') {
+            // the written component is what is opened: with its trailing slash, if any,
+            // which (as in the one-call path) only a directory satisfies
+            return openat2(at, &rel[span.start..], written.flags(flags));
         }
         dir = Some(openat2(at, &rel[span.clone()], written.flags(dir_flags))?);
         pos = span.end;
     }
     let at = dir.as_ref().map_or(base, AsFd::as_fd);
-    let rest = trim_slashes(&rel[pos..]);
+    // a trailing slash stays: `x.css/` names no file, as in the one-call path
+    let rest = without_leading_slashes(&rel[pos..]);
     openat2(at, if rest.is_empty() { &b"."[..] } else { rest }, requested.flags(flags))
 }
 
-fn trim_slashes(p: &[u8]) -> &[u8] {
-    let start = p.iter().position(|&b| b != b'/').unwrap_or(p.len());
-    let end = p.iter().rposition(|&b| b != b'/').map_or(start, |e| e + 1);
-    &p[start..end]
+fn without_leading_slashes(p: &[u8]) -> &[u8] {
+    &p[p.iter().position(|&b| b != b'/').unwrap_or(p.len())..]
 }
 
 /// Opens `path` for reading. Directories are reported, not opened; non-regular files fail.
