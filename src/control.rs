@@ -1,4 +1,5 @@
-//! `portico reopen|stop`: nginx's `-s reopen|stop|quit`, as signals to the pid in the
+//! `portico reload|reopen|stop|upgrade`: nginx's `-s reload|reopen|stop|quit` (and its
+//! binary upgrade), as signals to the pid in the
 //! configuration's `pid_file`, with errors that say which file and what was found there.
 
 use std::path::Path;
@@ -11,6 +12,10 @@ use crate::config_file::Config;
 /// What to ask of the running server.
 #[derive(Clone, Copy, Debug)]
 pub enum Control {
+    /// SIGHUP: read the configuration again (the outcome is in the error log and stderr).
+    Reload,
+    /// SIGUSR2: hand the server to a new process started from the binary's path.
+    Upgrade,
     /// SIGUSR1: reopen the log files (after logrotate moved them).
     Reopen,
     /// SIGINT: stop at once.
@@ -22,6 +27,8 @@ pub enum Control {
 impl Control {
     fn signal(self) -> Signal {
         match self {
+            Control::Reload => Signal::SIGHUP,
+            Control::Upgrade => Signal::SIGUSR2,
             Control::Reopen => Signal::SIGUSR1,
             Control::Stop => Signal::SIGINT,
             Control::StopGracefully => Signal::SIGQUIT,
@@ -42,7 +49,7 @@ pub fn send(what: Control, config: &Config, file: &Path) -> Result<i32, String> 
         format!("cannot read pid_file {shown} ({e}): is Portico running with {}?", file.display())
     })?;
     if text.trim().is_empty() {
-        return Err(format!("pid_file {shown} is empty: Portico has stopped"));
+        return Err(format!("pid_file {shown} is empty: Portico has stopped (or is still starting)"));
     }
     let pid: i32 = text
         .trim()

@@ -1,4 +1,5 @@
-//! The `portico` command: `run` serves, `check` validates (like `nginx -t`).
+//! The `portico` command: `run` serves, `check` validates (like `nginx -t`), `explain`
+//! traces a request's route, `reload|reopen|stop|upgrade` signal the running server.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -37,6 +38,19 @@ enum Command {
         method: String,
         /// A path (/static/app.css) or http://host[:port]/path.
         url: String,
+    },
+    /// Ask the running server (the pid in `pid_file`) to read its configuration again
+    /// (SIGHUP): requests in flight finish on the old one; an invalid one changes nothing
+    /// (the errors go to the error log and stderr).
+    Reload {
+        #[arg(short = 'c', long = "config", value_name = "FILE")]
+        config: PathBuf,
+    },
+    /// Ask the running server to hand over to a new process started from the binary's
+    /// path, without dropping a connection (SIGUSR2): how a new binary is put in service.
+    Upgrade {
+        #[arg(short = 'c', long = "config", value_name = "FILE")]
+        config: PathBuf,
     },
     /// Ask the running server (the pid in `pid_file`) to reopen its log files (SIGUSR1).
     Reopen {
@@ -97,6 +111,8 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Reload { config } => control(Control::Reload, &config),
+        Command::Upgrade { config } => control(Control::Upgrade, &config),
         Command::Reopen { config } => control(Control::Reopen, &config),
         Command::Stop { config, graceful } => {
             control(if graceful { Control::StopGracefully } else { Control::Stop }, &config)

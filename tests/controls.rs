@@ -35,7 +35,9 @@ fn control(p: &Portico, args: &[&str]) -> (Option<i32>, String) {
 fn start() -> Portico {
     let d = TempDir::new("controls");
     d.write("html/a.txt", "a\n");
-    Portico::start_in(d, SITE, &[])
+    let p = Portico::start_in(d, SITE, &[]);
+    p.wait_pid_file(&p.dir.path().join("portico.pid"));
+    p
 }
 
 #[test]
@@ -96,7 +98,7 @@ fn a_stale_pid_and_a_missing_pid_file_key_are_explained() {
 }
 
 #[test]
-fn systemd_hears_ready_when_serving_and_stopping_on_a_stop() {
+fn systemd_hears_ready_when_serving_reloading_around_a_reload_and_stopping_on_a_stop() {
     use std::os::unix::net::UnixDatagram;
     let d = TempDir::new("controls");
     d.write("html/a.txt", "a\n");
@@ -127,9 +129,16 @@ fn systemd_hears_ready_when_serving_and_stopping_on_a_stop() {
     let child = Running(child);
     let mut buf = [0u8; 256];
     let n = notify.recv(&mut buf).expect("READY=1 from portico");
-    assert_eq!(buf[..n].trim_ascii_end(), b"READY=1");
+    let ready = format!("MAINPID={}\nREADY=1", child.0.id());
+    assert_eq!(buf[..n].trim_ascii_end(), ready.as_bytes());
     // serving by then: the listener is bound
     assert!(std::net::TcpStream::connect(("127.0.0.1", lease.port)).is_ok());
+    // a reload is announced, and its end
+    let _ = Command::new("kill").arg("-HUP").arg(child.0.id().to_string()).status();
+    let n = notify.recv(&mut buf).expect("RELOADING=1 from portico");
+    assert_eq!(buf[..n].trim_ascii_end(), b"RELOADING=1");
+    let n = notify.recv(&mut buf).expect("READY=1 after the reload");
+    assert_eq!(buf[..n].trim_ascii_end(), b"READY=1");
     let _ = Command::new("kill").arg("-TERM").arg(child.0.id().to_string()).status();
     let n = notify.recv(&mut buf).expect("STOPPING=1 from portico");
     assert_eq!(buf[..n].trim_ascii_end(), b"STOPPING=1");

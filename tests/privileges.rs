@@ -154,3 +154,61 @@ fn root_with_another_group_serves_as_root_in_that_group() {
         assert!(t.starts_with("Uid: 0 0 0 0 | Gid: 65534 65534 65534 65534"), "{t}");
     }
 }
+
+#[test]
+fn after_giving_up_root_a_reload_adds_a_port_through_a_new_process_but_not_one_below_1024() {
+    if !root_or_skip("reloading after the switch to `user`") {
+        return;
+    }
+    let d = TempDir::new("priv-reload");
+    d.write("html/a.txt", "a\n");
+    let config =
+        format!("user = \"nobody\"\npid_file = \"{{dir}}/portico.pid\"\nshutdown_timeout = \"1s\"\n{SITE}");
+    let p = Portico::start_in(d, &config, &[]);
+    let dir = p.dir.path().to_path_buf();
+    p.wait_pid_file(&dir.join("portico.pid"));
+    let conf = dir.join("portico.toml");
+    let text = std::fs::read_to_string(&conf).unwrap();
+    let listen = format!("listen = [\"127.0.0.1:{}\"]", p.addr.port());
+    let with = |extra: &str| {
+        text.replace(&listen, &format!("listen = [\"127.0.0.1:{}\", \"{extra}\"]", p.addr.port()))
+    };
+    let wait = |what: &str, check: &dyn Fn() -> bool| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while !check() {
+            assert!(std::time::Instant::now() < deadline, "{what} never happened:\n{}", p.stderr());
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    };
+
+    std::fs::write(&conf, with("127.0.0.1:81")).unwrap();
+    p.signal("HUP");
+    let log = dir.join("error.log");
+    wait("the refusal", &|| std::fs::read_to_string(&log).unwrap_or_default().contains("not reloaded"));
+    let text_log = std::fs::read_to_string(&log).unwrap();
+    assert!(text_log.contains("cannot listen on 127.0.0.1:81") && text_log.contains("restart"), "{text_log}");
+
+    let extra = free_port();
+    std::fs::write(&conf, with(&format!("127.0.0.1:{}", extra.port))).unwrap();
+    p.signal("HUP");
+    let pid = || {
+        std::fs::read_to_string(dir.join("portico.pid"))
+            .unwrap_or_default()
+            .trim()
+            .parse::<u32>()
+            .unwrap_or(0)
+    };
+    wait("a new process", &|| pid() != 0 && pid() != p.child.id());
+    let new = pid();
+    let answered = || {
+        let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", extra.port)) else { return false };
+        let mut c = common::Conn::new(s.try_clone().unwrap());
+        let _ = std::io::Write::write_all(&mut s, b"GET /a.txt HTTP/1.1\r\nHost: x\r\n\r\n");
+        c.read_response(false).status == 200
+    };
+    wait("the added port answered", &answered);
+    for t in thread_ids(new) {
+        assert!(t.starts_with("Uid: 65534 65534 65534 65534"), "{t}");
+    }
+    let _ = Command::new("kill").arg("-INT").arg(new.to_string()).status();
+}

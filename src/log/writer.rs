@@ -6,7 +6,9 @@
 //! A queue over [`MAX_QUEUE`] bytes drops new lines and counts them. A failing write (disk
 //! full, file removed) is reported once on stderr per file until a write succeeds again;
 //! serving goes on either way. `reopen` (on SIGUSR1) reopens every file by path, for log
-//! rotation; `stop` writes what is queued and ends the thread.
+//! rotation; `open` adds the files a reloaded configuration names (a file no sink uses
+//! any more is closed once its queue is written); `stop` writes what is queued and ends
+//! the thread.
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
@@ -38,6 +40,10 @@ struct Shared {
     stop: AtomicBool,
     /// Set by the writer thread once it has written everything and ended.
     finished: AtomicBool,
+    /// The queue of each target sinks are handed out for.
+    queues: Mutex<HashMap<Target, Arc<Queue>>>,
+    /// Files opened since the writer's last turn, for it to take over.
+    opened: Mutex<Vec<(Arc<Queue>, Output)>>,
 }
 
 /// Where one log goes.
@@ -74,16 +80,54 @@ pub enum Target {
 
 /// The running writer: hands out sinks, reopens files, stops.
 pub struct LogWriter {
-    shared: Arc<Shared>,
-    queues: HashMap<Target, Arc<Queue>>,
+    control: LogControl,
     handle: Option<JoinHandle<()>>,
 }
 
-/// Lets another thread (the signal handler) ask for reopening or a final flush.
+/// Lets another thread (the signal handler) hand out sinks, add files on reload, and ask
+/// for reopening or a final flush.
 #[derive(Clone)]
 pub struct LogControl(Arc<Shared>);
 
 impl LogControl {
+    /// Opens those of `targets` not open yet (append mode, created if missing), for a
+    /// configuration about to be served. Fails with the path and the reason, opening none.
+    pub fn open(&self, targets: &[Target]) -> Result<(), String> {
+        let mut fresh = Vec::new();
+        {
+            let queues = self.0.queues.lock().unwrap_or_else(|e| e.into_inner());
+            for t in targets {
+                if let Target::File(path) = t {
+                    if !queues.contains_key(t) && !fresh.iter().any(|(p, _)| p == path) {
+                        fresh.push((path.clone(), open_log(path)?));
+                    }
+                }
+            }
+        }
+        let mut queues = self.0.queues.lock().unwrap_or_else(|e| e.into_inner());
+        let mut opened = self.0.opened.lock().unwrap_or_else(|e| e.into_inner());
+        for (path, file) in fresh {
+            let q = Arc::new(Queue::default());
+            queues.insert(Target::File(path.clone()), q.clone());
+            opened.push((q, Output::file(path, file)));
+        }
+        Ok(())
+    }
+
+    /// Forgets the files none of `targets` names: each is closed once the sinks still
+    /// writing to it (requests of the old configuration) are gone.
+    pub fn keep_only(&self, targets: &[Target]) {
+        let mut queues = self.0.queues.lock().unwrap_or_else(|e| e.into_inner());
+        queues.retain(|t, _| *t == Target::Stderr || targets.contains(t));
+    }
+
+    /// The sink for `target`, which must have been opened (anything else goes to stderr).
+    pub fn sink(&self, target: &Target) -> Sink {
+        let queues = self.0.queues.lock().unwrap_or_else(|e| e.into_inner());
+        let queue = queues.get(target).or_else(|| queues.get(&Target::Stderr)).cloned().unwrap_or_default();
+        Sink { queue, shared: self.0.clone() }
+    }
+
     /// Reopens every file by its path (after logrotate moved them).
     pub fn reopen(&self) {
         self.0.reopen.store(true, Ordering::Release);
@@ -106,28 +150,14 @@ impl LogWriter {
     /// Opens every file (append mode, created if missing) and starts the writer thread.
     /// Fails with the path and the reason if a file cannot be opened.
     pub fn start(targets: &[Target]) -> Result<LogWriter, String> {
-        let mut queues = HashMap::new();
-        let mut outputs = Vec::new();
         let stderr_queue = Arc::new(Queue::default());
-        queues.insert(Target::Stderr, stderr_queue.clone());
-        outputs.push((stderr_queue, Output::stderr()));
-        for t in targets {
-            if let Target::File(path) = t {
-                if queues.contains_key(t) {
-                    continue;
-                }
-                let file = open_log(path)?;
-                let q = Arc::new(Queue::default());
-                queues.insert(t.clone(), q.clone());
-                outputs.push((q, Output::file(path.clone(), file)));
-            }
-        }
         let (tx, rx) = std::sync::mpsc::channel::<Arc<Shared>>();
+        let first = stderr_queue.clone();
         let handle = thread::Builder::new()
             .name("portico-log".into())
             .spawn(move || {
                 let Ok(shared) = rx.recv() else { return };
-                run(&shared, outputs);
+                run(&shared, vec![(first, Output::stderr())]);
             })
             .map_err(|e| format!("cannot start the log writer thread: {e}"))?;
         let shared = Arc::new(Shared {
@@ -135,27 +165,34 @@ impl LogWriter {
             reopen: AtomicBool::new(false),
             stop: AtomicBool::new(false),
             finished: AtomicBool::new(false),
+            queues: Mutex::new(HashMap::from([(Target::Stderr, stderr_queue)])),
+            opened: Mutex::new(Vec::new()),
         });
-        let _ = tx.send(shared.clone());
-        Ok(LogWriter { shared, queues, handle: Some(handle) })
+        let writer = LogWriter { control: LogControl(shared.clone()), handle: Some(handle) };
+        let _ = tx.send(shared);
+        match writer.control.open(targets) {
+            Ok(()) => Ok(writer),
+            Err(e) => {
+                writer.stop();
+                Err(e)
+            }
+        }
     }
 
     /// The sink for `target`, which must have been passed to [`LogWriter::start`]
     /// (anything else goes to stderr).
     pub fn sink(&self, target: &Target) -> Sink {
-        let queue =
-            self.queues.get(target).or_else(|| self.queues.get(&Target::Stderr)).cloned().unwrap_or_default();
-        Sink { queue, shared: self.shared.clone() }
+        self.control.sink(target)
     }
 
     pub fn control(&self) -> LogControl {
-        LogControl(self.shared.clone())
+        self.control.clone()
     }
 
     /// Writes everything queued and stops the thread.
     pub fn stop(mut self) {
-        self.shared.stop.store(true, Ordering::Release);
-        self.shared.thread.unpark();
+        self.control.0.stop.store(true, Ordering::Release);
+        self.control.0.thread.unpark();
         if let Some(h) = self.handle.take() {
             let _ = h.join();
         }
@@ -227,6 +264,7 @@ fn run(shared: &Shared, mut outputs: Vec<(Arc<Queue>, Output)>) {
         thread::park_timeout(FLUSH_INTERVAL);
         let stopping = shared.stop.load(Ordering::Acquire);
         let reopen = shared.reopen.swap(false, Ordering::AcqRel);
+        outputs.append(&mut shared.opened.lock().unwrap_or_else(|e| e.into_inner()));
         for (queue, output) in &mut outputs {
             {
                 let mut lines = queue.lines.lock().unwrap_or_else(|e| e.into_inner());
@@ -249,6 +287,9 @@ fn run(shared: &Shared, mut outputs: Vec<(Arc<Queue>, Output)>) {
             shared.finished.store(true, Ordering::Release);
             return;
         }
+        // a file no configuration names and no sink writes to any more (its queue was
+        // just written): closed
+        outputs.retain(|(queue, output)| output.path.is_none() || Arc::strong_count(queue) > 1);
     }
 }
 
@@ -276,6 +317,30 @@ mod tests {
         sink.write(b"three\n");
         w.stop();
         assert_eq!(std::fs::read_to_string(&a).unwrap(), "two\nthree\n", "stop writes what is queued");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_reload_opens_new_files_and_forgets_the_old_ones() {
+        let dir = std::env::temp_dir().join(format!("portico-logw-open-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (a, b) = (Target::File(dir.join("a.log")), Target::File(dir.join("b.log")));
+        let w = LogWriter::start(std::slice::from_ref(&a)).unwrap();
+        let old = w.sink(&a);
+        let control = w.control();
+        control.open(&[a.clone(), b.clone()]).unwrap();
+        control.keep_only(std::slice::from_ref(&b));
+        // the old configuration's sink still writes to its file; the new one has its own
+        old.write(b"old\n");
+        control.sink(&b).write(b"new\n");
+        wait_for(&dir.join("a.log"), "old\n");
+        wait_for(&dir.join("b.log"), "new\n");
+        // a forgotten target is no longer handed out
+        control.sink(&a).write(b"to stderr\n");
+        w.stop();
+        assert_eq!(std::fs::read_to_string(dir.join("a.log")).unwrap(), "old\n");
+        let e = control.open(&[Target::File("/nonexistent-dir/y.log".into())]).unwrap_err();
+        assert!(e.contains("/nonexistent-dir/y.log"), "{e}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

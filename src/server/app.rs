@@ -2,6 +2,10 @@
 //! head (with the header and keep-alive deadlines and the server's stop), one request
 //! step at a time (`request_steps`), and the close, lingering when the client may still
 //! be sending. Heads that cannot be read are answered and logged here.
+//!
+//! Each request is served by the configuration running when its head arrived (a
+//! [`Runtime`], swapped whole by a reload): requests in flight finish on the one they
+//! started with.
 
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
@@ -9,6 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use pingora_core::apps::ServerApp;
 use pingora_core::protocols::l4::stream::Stream as L4Stream;
@@ -21,7 +26,6 @@ use crate::config_file::Site;
 use crate::http1::connection::{Connection, Next, Timeouts};
 use crate::http1::exchange::AfterBody;
 use crate::http1::request_head::RequestHead;
-use crate::http1::settings::ConnectionSettings;
 use crate::log::access::AccessLog;
 use crate::log::error::{ErrorContext, ErrorLog};
 use crate::log::Level;
@@ -38,13 +42,28 @@ pub struct SiteRuntime {
     pub error_log: ErrorLog,
 }
 
-/// The application pingora runs: every connection goes through here.
-pub struct App {
+/// One configuration, running: its sites with their log sinks, the server table, and
+/// the upstream pools.
+pub struct Runtime {
     pub(super) sites: Vec<SiteRuntime>,
     pub(super) servers: ServerTable,
     pub(super) upstreams: Vec<Upstream>,
+}
+
+/// The configuration being served; a reload stores a new one.
+pub type Current = Arc<ArcSwap<Runtime>>;
+
+/// The application pingora runs: every connection goes through here.
+pub struct App {
+    current: Current,
     next_connection: AtomicU64,
 }
+
+/// How long a keep-alive connection may still bring its next request once the server is
+/// stopping (or handing over to a new process): a client that read its answer a moment
+/// ago may be sending already, and closing under it would fail that request. The answer
+/// then closes the connection.
+const DRAIN_GRACE: Duration = Duration::from_secs(1);
 
 /// How a request ended for the connection.
 pub(super) struct Done {
@@ -63,8 +82,8 @@ pub(super) struct Peer {
 }
 
 impl App {
-    pub fn new(sites: Vec<SiteRuntime>, servers: ServerTable, upstreams: Vec<Upstream>) -> App {
-        App { sites, servers, upstreams, next_connection: AtomicU64::new(1) }
+    pub fn new(current: Current) -> App {
+        App { current, next_connection: AtomicU64::new(1) }
     }
 }
 
@@ -111,24 +130,35 @@ impl App {
     async fn serve_connection(&self, conn: &mut Connection<Stream>, peer: &Peer, shutdown: &ShutdownWatch) {
         let peer = *peer;
         let accepted = Instant::now();
-        let default_site = &self.sites[peer.local.map_or(0, |l| self.servers.default_for(l))];
-        let defaults = &default_site.site.connection;
-        let timeouts =
-            Timeouts { header: defaults.client_header_timeout, keepalive: defaults.keepalive_timeout };
-        let mut keepalive_timeout = defaults.keepalive_timeout;
+        let mut keepalive_timeout = None;
         // one wait for the stop for the connection's life, not one registration per request
         let mut stop = std::pin::pin!(stopping(shutdown.clone()));
+        let mut draining = false;
         loop {
+            // the head is read with the limits of the configuration running now
+            let mut rt = self.current.load_full();
+            let default_site = &rt.sites[peer.local.map_or(0, |l| rt.servers.default_for(l))];
+            let defaults = &default_site.site.connection;
+            let timeouts =
+                Timeouts { header: defaults.client_header_timeout, keepalive: defaults.keepalive_timeout };
             let first = conn.requests == 0;
-            let idle_until = if first {
+            let mut idle_until = if first {
                 deadline(accepted, timeouts.header)
             } else {
-                deadline(Instant::now(), keepalive_timeout)
+                deadline(Instant::now(), keepalive_timeout.unwrap_or(defaults.keepalive_timeout))
             };
-            let next = tokio::select! {
-                biased;
-                next = conn.next_request(idle_until, &timeouts, &defaults.head_limits, first) => next,
-                _ = &mut stop => return,
+            if draining {
+                idle_until = idle_until.min(deadline(Instant::now(), DRAIN_GRACE));
+            }
+            let next = loop {
+                tokio::select! {
+                    biased;
+                    next = conn.next_request(idle_until, &timeouts, &defaults.head_limits, first) => break next,
+                    _ = &mut stop, if !draining => {
+                        draining = true;
+                        idle_until = idle_until.min(deadline(Instant::now(), DRAIN_GRACE));
+                    }
+                }
             };
             let head = match next {
                 Next::Request(head) => head,
@@ -138,27 +168,33 @@ impl App {
                         "client timed out (110: Connection timed out) while reading client request headers";
                     // the ends of a connection are boxed: their state would otherwise sit in
                     // every idle connection's future
-                    let refused = Box::pin(self.refuse(conn, default_site, peer, 408, message));
+                    let refused = Box::pin(rt.refuse(conn, default_site, peer, 408, message));
                     refused.await;
                     return;
                 }
                 Next::Refuse(e) => {
-                    let refused = Box::pin(self.refuse(conn, default_site, peer, e.status, e.reason));
+                    let refused = Box::pin(rt.refuse(conn, default_site, peer, e.status, e.reason));
                     refused.await;
                     return;
                 }
             };
-            let stopping_now = *shutdown.borrow();
+            // a reload while the connection waited: the request is served by the new one
+            if !Arc::ptr_eq(&rt, &self.current.load()) {
+                rt = self.current.load_full();
+            }
+            let stopping_now = draining || *shutdown.borrow();
             // boxed: an idle keep-alive connection waits above with only a pointer to spare,
             // not the whole state of a request being served; the slot is reused
-            let step = RecycledBox::new(self.request_step(conn, head, defaults, peer, stopping_now));
+            let step = RecycledBox::new(rt.request_step(conn, head, peer, stopping_now));
             match step.await {
-                Some(site_keepalive) => keepalive_timeout = site_keepalive,
+                Some(site_keepalive) => keepalive_timeout = Some(site_keepalive),
                 None => return,
             }
         }
     }
+}
 
+impl Runtime {
     /// One request on the connection, from its parsed head to the connection ready for
     /// the next: the chosen server's keep-alive timeout, or `None` when the connection
     /// is done (closed lingering if the client may still be sending).
@@ -166,10 +202,10 @@ impl App {
         &self,
         conn: &mut Connection<Stream>,
         head: RequestHead,
-        defaults: &ConnectionSettings,
         peer: Peer,
         stopping: bool,
     ) -> Option<Duration> {
+        let defaults = &self.sites[peer.local.map_or(0, |l| self.servers.default_for(l))].site.connection;
         let requests = conn.requests;
         let (req, mut ex) = conn.exchange(&head, defaults.send_timeout, defaults.client_body_timeout);
         let (done, site_keepalive) = self.serve_request(req, &mut ex, peer, requests, stopping).await;

@@ -2,8 +2,8 @@
 //! serves, or systemd waits for READY (which must mean bound): bound here (IPv6 addresses
 //! IPv6-only, as nginx's `listen [::]:80`), then handed to pingora through its own
 //! listener hand-off (the mechanism of its graceful upgrade, within one process), so that
-//! pingora never binds after the drop. The hand-off socket lives in a fresh 0700
-//! directory.
+//! pingora never binds after the drop. The hand-off socket lives in the process's
+//! control directory (`upgrade`), as for a hand-over to a new process.
 
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -25,7 +25,7 @@ pub(super) fn bind_all(addrs: &[SocketAddr]) -> Result<Vec<(SocketAddr, OwnedFd)
         .collect()
 }
 
-fn bind_one(addr: SocketAddr) -> Result<OwnedFd, std::io::Error> {
+pub(super) fn bind_one(addr: SocketAddr) -> Result<OwnedFd, std::io::Error> {
     let family = if addr.is_ipv6() { AddressFamily::Inet6 } else { AddressFamily::Inet };
     let fd = socket(family, SockType::Stream, SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC, None)?;
     setsockopt(&fd, sockopt::ReuseAddr, &true)?;
@@ -35,19 +35,6 @@ fn bind_one(addr: SocketAddr) -> Result<OwnedFd, std::io::Error> {
     bind(fd.as_raw_fd(), &SockaddrStorage::from(addr))?;
     listen(&fd, Backlog::new(BACKLOG).map_err(std::io::Error::from)?)?;
     Ok(fd)
-}
-
-/// Where pingora's bootstrap will receive the listeners: a fresh directory only root may
-/// enter (the socket itself is made world-writable by pingora).
-pub(super) fn handoff_path() -> Result<PathBuf, String> {
-    use std::os::unix::fs::DirBuilderExt;
-    let dir = std::env::temp_dir().join(format!("portico-handoff-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::DirBuilder::new()
-        .mode(0o700)
-        .create(&dir)
-        .map_err(|e| format!("cannot make {} for the listener hand-off: {e}", dir.display()))?;
-    Ok(dir.join("listeners.sock"))
 }
 
 /// Sends the listeners to `path` from a thread of its own (pingora's bootstrap, on the

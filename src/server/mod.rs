@@ -13,6 +13,7 @@ mod pid_file;
 mod pingora_log;
 mod privileges;
 mod recycled_box;
+mod reload;
 mod request_checks;
 mod request_log;
 mod request_state;
@@ -20,6 +21,7 @@ mod request_steps;
 mod request_vars;
 mod respond;
 mod run;
+mod upgrade;
 mod uwsgi_step;
 
 pub use explain::{explain, Question};

@@ -1,7 +1,10 @@
-//! `pid_file`: written once the process is about to serve, removed when it stops, so that
-//! `portico reopen|stop` (and init systems) find it. Written as root before the switch to
-//! `user` and given to that user; a directory the user may not write (`/run`) then keeps
-//! the file at exit, emptied, which the controls read as "not running".
+//! `pid_file`: holds the pid once the process handles its signals (so a `portico reload`
+//! that found it is never lost), removed when it stops, so that `portico
+//! reload|reopen|stop|upgrade` (and init systems) find the server. Created as root before
+//! the switch to `user` and given to that user; a directory the user may not write
+//! (`/run`) then keeps the file at exit, emptied, which the controls read as "not
+//! running". A process that took over writes its own pid there; the old one then leaves
+//! the file alone.
 
 use std::path::{Path, PathBuf};
 
@@ -10,8 +13,10 @@ use super::privileges::Identity;
 pub(super) struct PidFile(PathBuf);
 
 impl PidFile {
-    pub(super) fn write(path: &Path, owner: Option<&Identity>) -> Result<PidFile, String> {
-        std::fs::write(path, format!("{}\n", std::process::id())).map_err(|e| {
+    /// Creates the file (keeping what it holds: the pid of a process this one takes over
+    /// from, until this one is ready) and gives it to `owner`.
+    pub(super) fn create(path: &Path, owner: Option<&Identity>) -> Result<PidFile, String> {
+        std::fs::OpenOptions::new().create(true).append(true).open(path).map_err(|e| {
             format!(
                 "cannot write pid_file {}: {e}; create its directory or change `pid_file`",
                 path.display()
@@ -30,8 +35,20 @@ impl PidFile {
         Ok(PidFile(path.to_path_buf()))
     }
 
-    /// At exit: removed, or emptied where the directory is not ours to change.
+    /// Writes this process's pid: from now on its signals are handled.
+    pub(super) fn publish(&self) -> Result<(), String> {
+        std::fs::write(&self.0, format!("{}\n", std::process::id()))
+            .map_err(|e| format!("cannot write pid_file {}: {e}", self.0.display()))
+    }
+
+    /// At exit: removed, or emptied where the directory is not ours to change — unless a
+    /// process that took over has written its own pid there.
     pub(super) fn remove(&self) {
+        let ours = std::fs::read_to_string(&self.0)
+            .is_ok_and(|s| s.trim().parse::<u32>().ok() == Some(std::process::id()));
+        if !ours {
+            return;
+        }
         if std::fs::remove_file(&self.0).is_err() {
             let _ = std::fs::write(&self.0, "");
         }

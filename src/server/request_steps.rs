@@ -8,12 +8,12 @@ use crate::log::Note;
 use crate::reply::Reply;
 use crate::routing::servers::normalize_host;
 
-use super::app::{App, Done, Peer};
+use super::app::{Done, Peer, Runtime};
 use super::internal_redirects::Routed;
 use super::request_state::{RequestInfo, UpstreamFields};
 use super::respond::Answer;
 
-impl App {
+impl Runtime {
     /// Serves one parsed request; says how the connection goes on, and the chosen
     /// server's keep-alive timeout.
     pub(super) async fn serve_request(

@@ -21,7 +21,7 @@ pub(super) struct Answer<'a, 'r> {
     pub keep_alive: bool,
 }
 
-impl super::app::App {
+impl super::app::Runtime {
     /// Sends a reply Portico made itself, then writes the logs.
     pub(super) async fn respond(
         &self,

@@ -12,21 +12,63 @@ use pingora_core::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch}
 use pingora_core::services::listening::Service;
 use tokio::signal::unix::{signal, SignalKind};
 
+use std::os::fd::OwnedFd;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use arc_swap::ArcSwap;
+
+use crate::config_file::global::Global;
 use crate::config_file::Config;
-use crate::log::access::AccessLog;
 use crate::log::error::ErrorLog;
 use crate::log::writer::{LogControl, LogWriter};
+use crate::log::Level;
 use crate::static_files::open::openat2_available;
-use crate::uwsgi::forward::Upstream;
 
-use super::app::{App, SiteRuntime};
+use super::app::{App, Current};
 use super::listeners;
 use super::pid_file::PidFile;
 use super::privileges::{self, Plan};
+use super::reload::{self, Outcome, Reloader, Started};
+use super::upgrade::{self, ControlDir, Successor};
 
 /// Serves `config` until a signal stops it. Errors are start-up failures, worded for the
-/// operator.
+/// operator. A process started by an old one to take over (`upgrade`) tells it how its
+/// start went before it receives the listening sockets.
 pub fn run(config: Config, config_path: &str) -> Result<(), String> {
+    let successor = Successor::from_env();
+    let exe = std::env::current_exe().map_err(|e| format!("cannot find this program's path: {e}"))?;
+    let prepared = prepare(config, config_path, successor.as_ref());
+    let prepared = match (prepared, successor) {
+        (Ok(p), Some(s)) => {
+            s.ready();
+            p
+        }
+        (Ok(p), None) => p,
+        (Err(e), Some(s)) => {
+            s.failed(&e);
+            return Err(e);
+        }
+        (Err(e), None) => return Err(e),
+    };
+    serve(prepared, exe)
+}
+
+/// Everything before the listening sockets: privileges, logs, the runtime, pingora's
+/// server configured (and, when Portico binds, the sockets bound).
+struct Prepared {
+    config_path: PathBuf,
+    plan: Plan,
+    addrs: Vec<SocketAddr>,
+    bound: Option<Vec<(SocketAddr, OwnedFd)>>,
+    logs: LogWriter,
+    current: Current,
+    control_dir: ControlDir,
+    global: Global,
+    from_old: bool,
+}
+
+fn prepare(config: Config, config_path: &str, successor: Option<&Successor>) -> Result<Prepared, String> {
     ignore_sighup_until_handled()?;
     openat2_available()?;
     let (plan, warning) =
@@ -36,15 +78,22 @@ pub fn run(config: Config, config_path: &str) -> Result<(), String> {
     }
     let addrs = config.servers.bind_addresses();
     // the listeners are bound here when root is given up (before the drop) or systemd
-    // waits for READY (which must mean bound); otherwise pingora binds them as it starts
+    // waits for READY (which must mean bound); otherwise pingora binds them as it starts.
+    // A process taking over receives them from the old one.
     let under_systemd = std::env::var_os("NOTIFY_SOCKET").is_some();
     let bound = match &plan {
+        _ if successor.is_some() => None,
         Plan::Stay if !under_systemd => {
             check_listen(&addrs)?;
             None
         }
         _ => Some(listeners::bind_all(&addrs)?),
     };
+    let owner = match &plan {
+        Plan::Become(id) => Some(id),
+        Plan::Stay => None,
+    };
+    let control_dir = ControlDir::new(successor, owner)?;
 
     let mut targets = Vec::new();
     for site in &config.sites {
@@ -54,66 +103,63 @@ pub fn run(config: Config, config_path: &str) -> Result<(), String> {
         targets.push(site.logs.error.clone());
     }
     let logs = LogWriter::start(&targets)?;
-    if let Plan::Become(id) = &plan {
+    if let Some(id) = owner {
         privileges::give_logs(&targets, id)?;
     }
     if let Some(first) = config.sites.first() {
         super::pingora_log::install(ErrorLog::new(logs.sink(&first.logs.error), first.logs.error_level))?;
     }
-    let sites = config
-        .sites
-        .into_iter()
-        .map(|site| SiteRuntime {
-            access_log: site.logs.access.as_ref().map(|(t, f)| AccessLog::new(logs.sink(t), f.clone())),
-            error_log: ErrorLog::new(logs.sink(&site.logs.error), site.logs.error_level),
-            site,
-        })
-        .collect();
-    let upstreams = config.upstreams.into_iter().map(Upstream::new).collect();
-    let app = App::new(sites, config.servers, upstreams);
+    let Config { global, sites, servers, upstreams } = config;
+    let (runtime, _) = reload::build(sites, servers, upstreams, &logs.control())?;
+    Ok(Prepared {
+        config_path: PathBuf::from(config_path),
+        plan,
+        addrs,
+        bound,
+        logs,
+        current: Arc::new(ArcSwap::from_pointee(runtime)),
+        control_dir,
+        global,
+        from_old: successor.is_some(),
+    })
+}
 
-    let handoff = match bound {
-        Some(listeners) => {
-            let path = listeners::handoff_path()?;
-            Some((path.clone(), listeners::hand_off(listeners, path)))
-        }
-        None => None,
-    };
-    let mut conf = ServerConf {
-        threads: config.global.worker_threads,
-        grace_period_seconds: Some(config.global.shutdown_timeout.as_secs()),
+fn serve(p: Prepared, exe: PathBuf) -> Result<(), String> {
+    let sock = p.control_dir.sock();
+    let handoff = p.bound.map(|listeners| listeners::hand_off(listeners, sock.clone()));
+    let conf = ServerConf {
+        threads: p.global.worker_threads,
+        grace_period_seconds: Some(p.global.shutdown_timeout.as_secs()),
         graceful_shutdown_timeout_seconds: Some(1),
         // One single-threaded runtime per worker thread, each connection staying on the
         // thread that accepted it (nginx's worker model): with work stealing, 1024 busy
         // keep-alive connections were served unevenly (p99 20x nginx's, see BENCHMARKS.md).
         work_stealing: false,
+        // where the listening sockets arrive: from our own binding thread, or from the
+        // process this one takes over from; and where they go at the next hand-over
+        upgrade_sock: sock.display().to_string(),
         ..ServerConf::default()
     };
-    let opt = handoff.as_ref().map(|(path, _)| {
-        conf.upgrade_sock = path.display().to_string();
-        Opt { upgrade: true, ..Opt::default() }
-    });
+    let receives = handoff.is_some() || p.from_old;
+    let opt = receives.then(|| Opt { upgrade: true, ..Opt::default() });
     let mut server = Server::new_with_opt_and_conf(opt, conf);
     server.bootstrap();
-    if let Some((path, sender)) = handoff {
+    if let Some(sender) = handoff {
         sender.join().map_err(|_| "the listener hand-off thread failed".to_string())??;
-        if let Some(dir) = path.parent() {
-            let _ = std::fs::remove_dir_all(dir);
-        }
     }
-    let owner = match &plan {
+    let owner = match &p.plan {
         Plan::Become(id) => Some(id),
         Plan::Stay => None,
     };
-    let pid_file = match &config.global.pid_file {
-        Some(path) => Some(Arc::new(PidFile::write(path, owner)?)),
+    let pid_file = match &p.global.pid_file {
+        Some(path) => Some(Arc::new(PidFile::create(path, owner)?)),
         None => None,
     };
     if let Some(id) = owner {
         privileges::become_user(id)?;
     }
-    let mut service = Service::new("portico".to_string(), app);
-    for addr in &addrs {
+    let mut service = Service::new("portico".to_string(), App::new(p.current.clone()));
+    for addr in &p.addrs {
         let mut options = TcpSocketOptions::default();
         if addr.is_ipv6() {
             // nginx's `listen [::]:80` is IPv6-only unless told otherwise
@@ -128,20 +174,37 @@ pub fn run(config: Config, config_path: &str) -> Result<(), String> {
         service.add_listener(listener);
     }
     server.add_service(service);
-    let shown: Vec<String> = addrs.iter().map(SocketAddr::to_string).collect();
+    let shown: Vec<String> = p.addrs.iter().map(SocketAddr::to_string).collect();
+    let shown_path = p.config_path.display().to_string();
     eprintln!(
-        "portico {}: serving {config_path} on {} with {} worker thread(s); stop with SIGTERM (graceful) or SIGINT",
+        "portico {}: serving {shown_path} on {} with {} worker thread(s); stop with SIGTERM (graceful) or SIGINT, reload with SIGHUP",
         env!("CARGO_PKG_VERSION"),
         shown.join(", "),
-        config.global.worker_threads
+        p.global.worker_threads
     );
-    server.run(RunArgs {
-        shutdown_signal: Box::new(Signals { logs: logs.control(), pid_file: pid_file.clone() }),
-    });
-    if let Some(p) = &pid_file {
-        p.remove();
+    let handed_over = Arc::new(AtomicBool::new(false));
+    let signals = Signals {
+        logs: p.logs.control(),
+        pid_file: pid_file.clone(),
+        reloader: Reloader {
+            config_path: p.config_path.clone(),
+            current: p.current.clone(),
+            logs: p.logs.control(),
+            started: Started { addrs: p.addrs.clone(), global: p.global.clone() },
+        },
+        exe,
+        control_dir: p.control_dir.clone(),
+        handed_over: handed_over.clone(),
+    };
+    server.run(RunArgs { shutdown_signal: Box::new(signals) });
+    if let Some(pf) = &pid_file {
+        pf.remove();
     }
-    logs.stop();
+    // the line of processes ends here unless a new one took over
+    if !handed_over.load(Ordering::Acquire) {
+        p.control_dir.remove();
+    }
+    p.logs.stop();
     Ok(())
 }
 
@@ -171,8 +234,8 @@ pub(super) fn listen_failure(addr: SocketAddr, e: std::io::Error) -> String {
     format!("cannot listen on {addr}: {e}; {hint}")
 }
 
-/// SIGHUP's default action kills the process; until the signal watcher is installed it is
-/// ignored, and from then on it is logged and ignored.
+/// SIGHUP's default action kills the process: it is ignored until the signal watcher is
+/// installed.
 fn ignore_sighup_until_handled() -> Result<(), String> {
     use nix::sys::signal::{signal as set_handler, SigHandler, Signal};
     // SAFETY: SIG_IGN installs no Rust code as a handler
@@ -183,11 +246,47 @@ fn ignore_sighup_until_handled() -> Result<(), String> {
 
 /// nginx's signal meanings on top of pingora's lifecycle: TERM and QUIT stop gracefully
 /// (waiting up to `shutdown_timeout`), INT stops at once (logs written first), USR1 reopens
-/// the log files, HUP is acknowledged and ignored (configuration reload does not exist
-/// yet).
+/// the log files, HUP reloads the configuration, USR2 hands the server to a new process
+/// started from the binary's path (a new binary, same configuration file).
 struct Signals {
     logs: LogControl,
     pid_file: Option<Arc<PidFile>>,
+    reloader: Reloader,
+    exe: PathBuf,
+    control_dir: ControlDir,
+    /// Set when a new process took over: it owns the control directory from then on.
+    handed_over: Arc<AtomicBool>,
+}
+
+impl Signals {
+    /// Starts the process to take over; `true` once it is ready for the sockets.
+    async fn hand_over(&self, why: &str) -> bool {
+        let (exe, dir) = (self.exe.clone(), self.control_dir.clone());
+        let started = tokio::task::spawn_blocking(move || upgrade::start_successor(&exe, &dir)).await;
+        match started {
+            Ok(Ok(pid)) => {
+                self.reloader.note(
+                    Level::Notice,
+                    &format!("{why}: process {pid} takes over; this one stops accepting and drains"),
+                );
+                self.handed_over.store(true, Ordering::Release);
+                true
+            }
+            Ok(Err(e)) => {
+                self.reloader.note(
+                    Level::Emerg,
+                    &format!(
+                        "{why}, but the new process failed; still serving the running configuration: {e}"
+                    ),
+                );
+                false
+            }
+            Err(e) => {
+                self.reloader.note(Level::Emerg, &format!("{why}, but starting the new process failed: {e}"));
+                false
+            }
+        }
+    }
 }
 
 #[async_trait]
@@ -205,11 +304,25 @@ impl ShutdownSignalWatch for Signals {
         let mut int = install(SignalKind::interrupt());
         let mut hup = install(SignalKind::hangup());
         let mut usr1 = install(SignalKind::user_defined1());
+        let mut usr2 = install(SignalKind::user_defined2());
+        // The signals are handled from here on: the pid file may name this process.
         // systemd (Type=notify): the listeners are bound (see `run`: under systemd they are
-        // bound before pingora starts) and, from here on, a stop signal stops gracefully
-        let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
+        // bound before pingora starts) and a stop signal stops gracefully. A process that
+        // took over is the service's main process from now on.
+        if let Some(p) = &self.pid_file {
+            if let Err(e) = p.publish() {
+                self.reloader.note(Level::Emerg, &e);
+            }
+        }
+        let _ = sd_notify::notify(
+            false,
+            &[sd_notify::NotifyState::MainPid(std::process::id()), sd_notify::NotifyState::Ready],
+        );
         let stopping = || {
             let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
+        };
+        let ready = || {
+            let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
         };
         loop {
             tokio::select! {
@@ -230,11 +343,45 @@ impl ShutdownSignalWatch for Signals {
                     if let Some(p) = &self.pid_file {
                         p.remove();
                     }
+                    if !self.handed_over.load(Ordering::Acquire) {
+                        self.control_dir.remove();
+                    }
                     std::process::exit(0);
                 }
-                _ = hup.recv() => eprintln!(
-                    "portico: SIGHUP received; configuration reload is not supported yet, still serving the configuration loaded at start"
-                ),
+                _ = hup.recv() => {
+                    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Reloading]);
+                    let shown = self.reloader.config_path.display().to_string();
+                    match self.reloader.reload() {
+                        Outcome::Swapped => {
+                            self.reloader.note(Level::Notice, &format!("SIGHUP: reloaded {shown}; new requests use it"));
+                            ready();
+                        }
+                        Outcome::HandOver(why) => {
+                            if self.hand_over(&format!("SIGHUP: {shown} is valid; {why}")).await {
+                                return ShutdownSignal::GracefulUpgrade;
+                            }
+                            ready();
+                        }
+                        Outcome::Refused(reasons) => {
+                            for (level, e) in &reasons {
+                                self.reloader.note(*level, e);
+                            }
+                            let errors = reasons.iter().filter(|(l, _)| *l == Level::Emerg).count();
+                            self.reloader.note(
+                                Level::Emerg,
+                                &format!("SIGHUP: {shown} not reloaded ({errors} error(s) above); still serving the running configuration"),
+                            );
+                            ready();
+                        }
+                    }
+                }
+                _ = usr2.recv() => {
+                    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Reloading]);
+                    if self.hand_over("SIGUSR2: upgrading to the binary at its path").await {
+                        return ShutdownSignal::GracefulUpgrade;
+                    }
+                    ready();
+                }
                 _ = usr1.recv() => self.logs.reopen(),
             }
         }

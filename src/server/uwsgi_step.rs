@@ -13,7 +13,7 @@ use crate::routing::locations::LocationId;
 use crate::uwsgi::codec::vars_block::{encode_request, CgiRequest, EncodeOptions, Routed};
 use crate::uwsgi::forward::{forward, prepare_body, upstream_label, Exchange as UwsgiExchange};
 
-use super::app::{App, Done};
+use super::app::{Done, Runtime};
 use super::request_state::{ResponseInfo, UpstreamFields};
 use super::request_vars::Vars;
 use super::respond::Answer;
@@ -25,7 +25,7 @@ enum BodyRefused {
     ClientGone,
 }
 
-impl App {
+impl Runtime {
     /// Forwards to the location's uWSGI pool and relays the answer.
     pub(super) async fn forward_to_uwsgi(
         &self,

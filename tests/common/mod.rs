@@ -201,6 +201,16 @@ impl Portico {
         None
     }
 
+    /// Waits until `pid_file` names this process: from then on it handles its signals.
+    pub fn wait_pid_file(&self, pid_file: &Path) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let me = self.child.id().to_string();
+        while std::fs::read_to_string(pid_file).unwrap_or_default().trim() != me {
+            assert!(Instant::now() < deadline, "{} never named {me}:\n{}", pid_file.display(), self.stderr());
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     /// Waits until `file` contains `needle` (log lines are written off the request path).
     pub fn wait_for_log(&self, file: &Path, needle: &str) -> String {
         let deadline = Instant::now() + Duration::from_secs(10);
