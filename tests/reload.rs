@@ -163,7 +163,7 @@ fn an_invalid_configuration_keeps_the_old_one_and_every_error_is_logged() {
     let log = site.error_log();
     assert!(log.contains(&format!("portico.toml:{line}:")) && log.contains("shutdown_timeout"), "{log}");
     assert!(log.contains("sites/extra.toml:3:"), "{log}");
-    assert!(log.contains("[emerg]") && log.contains("2 error(s) above"), "{log}");
+    assert!(log.contains("[emerg]") && log.contains("has 2 error(s)"), "{log}");
     let stderr = p.stderr();
     assert!(stderr.contains("sites/extra.toml:3:") && stderr.contains("not reloaded"), "{stderr}");
     assert_eq!(p.get("/v.txt").text(), "gen 0\n", "the old configuration is still served");
@@ -218,18 +218,23 @@ fn a_new_port_that_cannot_be_bound_fails_the_reload_not_the_server() {
     assert_eq!(site.pid(), p.child.id());
 }
 
-/// The new process that took over, stopped at the end of the test.
-struct Successor(u32);
+/// Whatever process the pid file names at the end of the test (one that took over),
+/// stopped then, however the test ends.
+struct Successor(PathBuf);
 
 impl Drop for Successor {
     fn drop(&mut self) {
-        kill(self.0, "INT");
+        let text = std::fs::read_to_string(self.0.join("portico.pid")).unwrap_or_default();
+        if let Ok(pid) = text.trim().parse::<u32>() {
+            kill(pid, "INT");
+        }
     }
 }
 
 #[test]
 fn upgrade_hands_the_listening_sockets_to_a_new_process() {
     let (mut p, site) = start("reload-upgrade");
+    let _new = Successor(site.dir.clone());
     let old = p.child.id();
     let mut keep = p.connect();
     keep.send(b"GET /v.txt HTTP/1.1\r\nHost: localhost\r\n\r\n");
@@ -241,7 +246,6 @@ fn upgrade_hands_the_listening_sockets_to_a_new_process() {
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     eventually("a new pid in the pid file", || Ok(site.pid() != old && site.pid() != 0));
-    let _new = Successor(site.pid());
     // the connection opened before is served to the end, then closed by the old process
     keep.send(b"GET /v.txt HTTP/1.1\r\nHost: localhost\r\n\r\n");
     let r = keep.read_response(false);
@@ -320,7 +324,7 @@ fn ten_reloads_under_load_fail_no_request() {
         })
         .collect();
     let mut listen = vec![site.port];
-    let mut successor = None;
+    let _successor = Successor(site.dir.clone());
     for gen in 1..=10 {
         let before = site.pid();
         if gen == 5 {
@@ -336,7 +340,6 @@ fn ten_reloads_under_load_fail_no_request() {
         });
         if gen == 5 {
             eventually("the new process in the pid file", || Ok(site.pid() != before && site.pid() != 0));
-            successor = Some(Successor(site.pid()));
             let added: SocketAddr = format!("127.0.0.1:{}", second.port).parse().unwrap();
             eventually("the added address served", || Ok(get(added.port(), "/v.txt")?.1 == want_static));
         } else {
@@ -362,6 +365,46 @@ fn ten_reloads_under_load_fail_no_request() {
         &failures[..failures.len().min(10)]
     );
     assert!(requests >= 2000, "only {requests} requests ran");
-    assert!(successor.is_some());
     drop(p);
+}
+
+#[test]
+fn a_new_process_that_cannot_start_leaves_the_old_one_serving() {
+    let (p, site) = start("reload-failed-successor");
+    let _new = Successor(site.dir.clone());
+    // SIGUSR2 with a configuration the new process refuses
+    let good = std::fs::read_to_string(site.dir.join("portico.toml")).unwrap();
+    std::fs::write(site.dir.join("portico.toml"), format!("{good}\nnot toml at all\n")).unwrap();
+    p.signal("USR2");
+    eventually("the refused upgrade in the error log", || {
+        Ok(site.error_log().contains("SIGUSR2: not upgraded"))
+    });
+    assert!(site.error_log().contains("portico.toml:"), "{}", site.error_log());
+    assert_eq!(p.get("/v.txt").text(), "gen 0\n");
+    // a reload that needs a new process (a new pid_file) which fails before it is ready
+    let moved = good.replace("/portico.pid", "/missing-dir/portico.pid");
+    std::fs::write(site.dir.join("portico.toml"), moved).unwrap();
+    p.signal("HUP");
+    eventually("the failed new process in the error log", || {
+        Ok(site.error_log().contains("the new process could not start"))
+    });
+    let log = site.error_log();
+    assert!(log.contains("missing-dir/portico.pid"), "{log}");
+    assert_eq!(p.get("/v.txt").text(), "gen 0\n");
+    assert_eq!(site.pid(), p.child.id(), "still the only process");
+}
+
+#[test]
+fn a_stopping_server_answers_a_keep_alive_request_sent_just_after_the_stop() {
+    let (p, _site) = start("reload-drain");
+    let mut keep = p.connect();
+    keep.send(b"GET /v.txt HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    assert_eq!(keep.read_response(false).status, 200);
+    p.signal("TERM");
+    // the stop has reached the connections once the listener is gone
+    eventually("the listener closed", || Ok(TcpStream::connect(p.addr).is_err()));
+    keep.send(b"GET /v.txt HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    let r = keep.read_response(false);
+    assert_eq!((r.status, r.header("connection")), (200, Some("close")), "{}", r.head);
+    assert!(keep.is_closed());
 }

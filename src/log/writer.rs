@@ -179,8 +179,8 @@ impl LogWriter {
         }
     }
 
-    /// The sink for `target`, which must have been passed to [`LogWriter::start`]
-    /// (anything else goes to stderr).
+    /// The sink for `target`, which must have been opened (by [`LogWriter::start`] or
+    /// [`LogControl::open`]; anything else goes to stderr).
     pub fn sink(&self, target: &Target) -> Sink {
         self.control.sink(target)
     }

@@ -135,17 +135,22 @@ impl App {
         let mut stop = std::pin::pin!(stopping(shutdown.clone()));
         let mut draining = false;
         loop {
-            // the head is read with the limits of the configuration running now
-            let mut rt = self.current.load_full();
-            let default_site = &rt.sites[peer.local.map_or(0, |l| rt.servers.default_for(l))];
-            let defaults = &default_site.site.connection;
-            let timeouts =
-                Timeouts { header: defaults.client_header_timeout, keepalive: defaults.keepalive_timeout };
+            // the head is read with the limits of the configuration running now (copied: an
+            // idle connection does not keep an old configuration alive)
+            let (timeouts, limits, default_keepalive) = {
+                let rt = self.current.load();
+                let defaults = &rt.sites[peer.local.map_or(0, |l| rt.servers.default_for(l))].site.connection;
+                let timeouts = Timeouts {
+                    header: defaults.client_header_timeout,
+                    keepalive: defaults.keepalive_timeout,
+                };
+                (timeouts, defaults.head_limits, defaults.keepalive_timeout)
+            };
             let first = conn.requests == 0;
             let mut idle_until = if first {
                 deadline(accepted, timeouts.header)
             } else {
-                deadline(Instant::now(), keepalive_timeout.unwrap_or(defaults.keepalive_timeout))
+                deadline(Instant::now(), keepalive_timeout.unwrap_or(default_keepalive))
             };
             if draining {
                 idle_until = idle_until.min(deadline(Instant::now(), DRAIN_GRACE));
@@ -153,13 +158,15 @@ impl App {
             let next = loop {
                 tokio::select! {
                     biased;
-                    next = conn.next_request(idle_until, &timeouts, &defaults.head_limits, first) => break next,
+                    next = conn.next_request(idle_until, &timeouts, &limits, first) => break next,
                     _ = &mut stop, if !draining => {
                         draining = true;
                         idle_until = idle_until.min(deadline(Instant::now(), DRAIN_GRACE));
                     }
                 }
             };
+            // the request is served by the configuration running when its head arrived
+            let rt = self.current.load_full();
             let head = match next {
                 Next::Request(head) => head,
                 Next::Close => return,
@@ -168,20 +175,16 @@ impl App {
                         "client timed out (110: Connection timed out) while reading client request headers";
                     // the ends of a connection are boxed: their state would otherwise sit in
                     // every idle connection's future
-                    let refused = Box::pin(rt.refuse(conn, default_site, peer, 408, message));
+                    let refused = Box::pin(rt.refuse(conn, peer, 408, message));
                     refused.await;
                     return;
                 }
                 Next::Refuse(e) => {
-                    let refused = Box::pin(rt.refuse(conn, default_site, peer, e.status, e.reason));
+                    let refused = Box::pin(rt.refuse(conn, peer, e.status, e.reason));
                     refused.await;
                     return;
                 }
             };
-            // a reload while the connection waited: the request is served by the new one
-            if !Arc::ptr_eq(&rt, &self.current.load()) {
-                rt = self.current.load_full();
-            }
             let stopping_now = draining || *shutdown.borrow();
             // boxed: an idle keep-alive connection waits above with only a pointer to spare,
             // not the whole state of a request being served; the slot is reused
@@ -228,14 +231,8 @@ impl Runtime {
     }
 
     /// Answers a head that could not be read, logs why, and closes.
-    async fn refuse(
-        &self,
-        conn: &mut Connection<Stream>,
-        rt: &SiteRuntime,
-        peer: Peer,
-        status: u16,
-        why: &str,
-    ) {
+    async fn refuse(&self, conn: &mut Connection<Stream>, peer: Peer, status: u16, why: &str) {
+        let rt = &self.sites[peer.local.map_or(0, |l| self.servers.default_for(l))];
         let client = peer.remote.map(|r| r.ip().to_string());
         rt.error_log.write(
             Level::Info,

@@ -54,8 +54,8 @@ pub(super) fn hand_off(
             .send_to_sock(shown.as_str())
             .map(|_| ())
             .map_err(|e| format!("handing the listeners to pingora failed: {e}"));
-        // the receiver holds its own copies now (the caller removes the directory once
-        // pingora is done with its socket)
+        // the receiver holds its own copies now (pingora removes its socket; the control
+        // directory stays for the next hand-over)
         drop(listeners);
         sent
     })

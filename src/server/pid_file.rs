@@ -36,9 +36,19 @@ impl PidFile {
     }
 
     /// Writes this process's pid: from now on its signals are handled.
+    /// Written beside it and renamed over it where the directory is ours, so that a
+    /// control never reads it half-written; in place where it is not (`/run` after the
+    /// switch to `user`).
     pub(super) fn publish(&self) -> Result<(), String> {
-        std::fs::write(&self.0, format!("{}\n", std::process::id()))
-            .map_err(|e| format!("cannot write pid_file {}: {e}", self.0.display()))
+        let text = format!("{}\n", std::process::id());
+        let mut beside = self.0.clone().into_os_string();
+        beside.push(".new");
+        let beside = PathBuf::from(beside);
+        if std::fs::write(&beside, &text).and_then(|()| std::fs::rename(&beside, &self.0)).is_ok() {
+            return Ok(());
+        }
+        let _ = std::fs::remove_file(&beside);
+        std::fs::write(&self.0, text).map_err(|e| format!("cannot write pid_file {}: {e}", self.0.display()))
     }
 
     /// At exit: removed, or emptied where the directory is not ours to change — unless a

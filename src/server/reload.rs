@@ -48,19 +48,10 @@ pub(super) struct Reloader {
 
 impl Reloader {
     pub(super) fn reload(&self) -> Outcome {
-        let (config, warnings) = match config_file::load(&self.config_path) {
-            Ok(loaded) => loaded,
-            Err(diags) => {
-                let level = |d: &Diagnostic| match d.severity {
-                    Severity::Error => Level::Emerg,
-                    _ => Level::Warn,
-                };
-                return Outcome::Refused(diags.iter().map(|d| (level(d), d.to_string())).collect());
-            }
+        let config = match self.load() {
+            Ok(config) => config,
+            Err(reasons) => return Outcome::Refused(reasons),
         };
-        for w in &warnings {
-            self.note(Level::Warn, &w.to_string());
-        }
         let (old, new) = (&self.started.global, &config.global);
         if old.user != new.user || old.group != new.group {
             return Outcome::Refused(vec![(
@@ -96,6 +87,40 @@ impl Reloader {
             }
             Err(e) => Outcome::Refused(vec![(Level::Emerg, e)]),
         }
+    }
+
+    /// The configuration as it is on disk now (its warnings noted), or every diagnostic.
+    pub(super) fn load(&self) -> Result<Config, Vec<(Level, String)>> {
+        match config_file::load(&self.config_path) {
+            Ok((config, warnings)) => {
+                for w in &warnings {
+                    self.note(Level::Warn, &w.to_string());
+                }
+                Ok(config)
+            }
+            Err(diags) => {
+                let level = |d: &Diagnostic| match d.severity {
+                    Severity::Error => Level::Emerg,
+                    _ => Level::Warn,
+                };
+                Err(diags.iter().map(|d| (level(d), d.to_string())).collect())
+            }
+        }
+    }
+
+    /// Every reason a configuration was not taken, then what that means.
+    pub(super) fn refused(&self, what: &str, reasons: &[(Level, String)]) {
+        for (level, e) in reasons {
+            self.note(*level, e);
+        }
+        let errors = reasons.iter().filter(|(l, _)| *l == Level::Emerg).count();
+        self.note(
+            Level::Emerg,
+            &format!(
+                "{what}: {} has {errors} error(s) (above); still serving the running configuration",
+                self.config_path.display()
+            ),
+        );
     }
 
     /// A line for the running configuration's main error log (at its level), and for

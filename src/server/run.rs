@@ -64,6 +64,7 @@ struct Prepared {
     logs: LogWriter,
     current: Current,
     control_dir: ControlDir,
+    pid_file: Option<Arc<PidFile>>,
     global: Global,
     from_old: bool,
 }
@@ -74,9 +75,27 @@ fn prepare(config: Config, config_path: &str, successor: Option<&Successor>) -> 
     let (plan, warning) =
         privileges::plan(config.global.user.as_deref(), config.global.group.as_deref(), config_path)?;
     if let Some(w) = warning {
+        if successor.is_some() && !nix::unistd::Uid::effective().is_root() {
+            // the old process gave up root: this one cannot become another user
+            return Err(format!("{w}: `user`/`group` changed, which takes a restart"));
+        }
         eprintln!("portico: warning: {w}");
     }
     let addrs = config.servers.bind_addresses();
+    if addrs.len() > upgrade::MAX_LISTENERS {
+        return Err(format!(
+            "{} listen addresses: at most {} can be handed from process to process; listen on 0.0.0.0:PORT to cover several addresses of a port",
+            addrs.len(),
+            upgrade::MAX_LISTENERS
+        ));
+    }
+    if let Some(s) = successor {
+        // a new address is bound by pingora after the hand-over: found unbindable now,
+        // the old process keeps serving
+        for &addr in addrs.iter().filter(|a| !s.inherited.contains(a)) {
+            listeners::bind_one(addr).map_err(|e| listen_failure(addr, e))?;
+        }
+    }
     // the listeners are bound here when root is given up (before the drop) or systemd
     // waits for READY (which must mean bound); otherwise pingora binds them as it starts.
     // A process taking over receives them from the old one.
@@ -94,6 +113,10 @@ fn prepare(config: Config, config_path: &str, successor: Option<&Successor>) -> 
         Plan::Stay => None,
     };
     let control_dir = ControlDir::new(successor, owner)?;
+    let pid_file = match &config.global.pid_file {
+        Some(path) => Some(Arc::new(PidFile::create(path, owner)?)),
+        None => None,
+    };
 
     let mut targets = Vec::new();
     for site in &config.sites {
@@ -119,6 +142,7 @@ fn prepare(config: Config, config_path: &str, successor: Option<&Successor>) -> 
         logs,
         current: Arc::new(ArcSwap::from_pointee(runtime)),
         control_dir,
+        pid_file,
         global,
         from_old: successor.is_some(),
     })
@@ -151,10 +175,7 @@ fn serve(p: Prepared, exe: PathBuf) -> Result<(), String> {
         Plan::Become(id) => Some(id),
         Plan::Stay => None,
     };
-    let pid_file = match &p.global.pid_file {
-        Some(path) => Some(Arc::new(PidFile::create(path, owner)?)),
-        None => None,
-    };
+    let pid_file = p.pid_file.clone();
     if let Some(id) = owner {
         privileges::become_user(id)?;
     }
@@ -259,34 +280,55 @@ struct Signals {
 }
 
 impl Signals {
-    /// Starts the process to take over; `true` once it is ready for the sockets.
-    async fn hand_over(&self, why: &str) -> bool {
+    /// Starts the process to take over; its pid once it is ready for the sockets.
+    async fn hand_over(&self, why: &str) -> Option<u32> {
         let (exe, dir) = (self.exe.clone(), self.control_dir.clone());
-        let started = tokio::task::spawn_blocking(move || upgrade::start_successor(&exe, &dir)).await;
-        match started {
+        let addrs = self.reloader.started.addrs.clone();
+        let started = tokio::task::spawn_blocking(move || upgrade::start_successor(&exe, &dir, &addrs)).await;
+        let failed = match started {
             Ok(Ok(pid)) => {
                 self.reloader.note(
                     Level::Notice,
                     &format!("{why}: process {pid} takes over; this one stops accepting and drains"),
                 );
                 self.handed_over.store(true, Ordering::Release);
-                true
+                // systemd: the new process is the service from now on (it says so too,
+                // which NotifyAccess=all lets through)
+                let _ = sd_notify::notify(false, &[sd_notify::NotifyState::MainPid(pid)]);
+                return Some(pid);
             }
-            Ok(Err(e)) => {
-                self.reloader.note(
-                    Level::Emerg,
-                    &format!(
-                        "{why}, but the new process failed; still serving the running configuration: {e}"
-                    ),
-                );
-                false
-            }
-            Err(e) => {
-                self.reloader.note(Level::Emerg, &format!("{why}, but starting the new process failed: {e}"));
-                false
-            }
-        }
+            Ok(Err(e)) => e,
+            Err(e) => e.to_string(),
+        };
+        self.reloader.note(
+            Level::Emerg,
+            &format!("{why}, but the new process failed; still serving the running configuration: {failed}"),
+        );
+        None
     }
+
+    /// Exits at once, after the logs are written (nginx's fast shutdown: the connections
+    /// are dropped anyway). pingora's own fast path can spin forever when its
+    /// single-threaded runtimes stop in the wrong order.
+    fn exit_now(logs: &LogControl, pid_file: Option<&PidFile>, dir: Option<&ControlDir>) -> ! {
+        logs.flush_and_stop(Duration::from_secs(2));
+        if let Some(p) = pid_file {
+            p.remove();
+        }
+        if let Some(d) = dir {
+            d.remove();
+        }
+        std::process::exit(0);
+    }
+}
+
+/// The signals the watcher acts on.
+enum Event {
+    Stop,
+    StopNow,
+    Reload,
+    Upgrade,
+    Reopen,
 }
 
 #[async_trait]
@@ -307,8 +349,8 @@ impl ShutdownSignalWatch for Signals {
         let mut usr2 = install(SignalKind::user_defined2());
         // The signals are handled from here on: the pid file may name this process.
         // systemd (Type=notify): the listeners are bound (see `run`: under systemd they are
-        // bound before pingora starts) and a stop signal stops gracefully. A process that
-        // took over is the service's main process from now on.
+        // bound before pingora starts, or received from the old process) and a stop
+        // signal stops gracefully. A process that took over says it is the main one.
         if let Some(p) = &self.pid_file {
             if let Err(e) = p.publish() {
                 self.reloader.note(Level::Emerg, &e);
@@ -324,67 +366,87 @@ impl ShutdownSignalWatch for Signals {
         let ready = || {
             let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
         };
-        loop {
-            tokio::select! {
-                _ = term.recv() => {
+        let successor = loop {
+            let event = tokio::select! {
+                _ = term.recv() => Event::Stop,
+                _ = quit.recv() => Event::Stop,
+                _ = int.recv() => Event::StopNow,
+                _ = hup.recv() => Event::Reload,
+                _ = usr2.recv() => Event::Upgrade,
+                _ = usr1.recv() => Event::Reopen,
+            };
+            match event {
+                Event::Stop => {
                     stopping();
                     return ShutdownSignal::GracefulTerminate;
                 }
-                _ = quit.recv() => {
+                Event::StopNow => {
                     stopping();
-                    return ShutdownSignal::GracefulTerminate;
+                    let dir = (!self.handed_over.load(Ordering::Acquire)).then_some(&self.control_dir);
+                    Self::exit_now(&self.logs, self.pid_file.as_deref(), dir);
                 }
-                _ = int.recv() => {
-                    stopping();
-                    // nginx's fast shutdown: the connections are dropped anyway, so exit
-                    // here, after the logs are written. (pingora's own fast path can spin
-                    // forever when its single-threaded runtimes stop in the wrong order.)
-                    self.logs.flush_and_stop(Duration::from_secs(2));
-                    if let Some(p) = &self.pid_file {
-                        p.remove();
-                    }
-                    if !self.handed_over.load(Ordering::Acquire) {
-                        self.control_dir.remove();
-                    }
-                    std::process::exit(0);
-                }
-                _ = hup.recv() => {
+                Event::Reopen => self.logs.reopen(),
+                Event::Reload => {
                     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Reloading]);
                     let shown = self.reloader.config_path.display().to_string();
                     match self.reloader.reload() {
                         Outcome::Swapped => {
-                            self.reloader.note(Level::Notice, &format!("SIGHUP: reloaded {shown}; new requests use it"));
+                            self.reloader.note(
+                                Level::Notice,
+                                &format!("SIGHUP: reloaded {shown}; new requests use it"),
+                            );
                             ready();
                         }
                         Outcome::HandOver(why) => {
-                            if self.hand_over(&format!("SIGHUP: {shown} is valid; {why}")).await {
-                                return ShutdownSignal::GracefulUpgrade;
+                            if let Some(pid) =
+                                self.hand_over(&format!("SIGHUP: {shown} is valid; {why}")).await
+                            {
+                                break pid;
                             }
                             ready();
                         }
                         Outcome::Refused(reasons) => {
-                            for (level, e) in &reasons {
-                                self.reloader.note(*level, e);
-                            }
-                            let errors = reasons.iter().filter(|(l, _)| *l == Level::Emerg).count();
-                            self.reloader.note(
-                                Level::Emerg,
-                                &format!("SIGHUP: {shown} not reloaded ({errors} error(s) above); still serving the running configuration"),
-                            );
+                            self.reloader.refused("SIGHUP: not reloaded", &reasons);
                             ready();
                         }
                     }
                 }
-                _ = usr2.recv() => {
+                Event::Upgrade => {
                     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Reloading]);
-                    if self.hand_over("SIGUSR2: upgrading to the binary at its path").await {
-                        return ShutdownSignal::GracefulUpgrade;
+                    // the new process reads the configuration as it is now: checked here
+                    // first, so that its errors are logged as a reload's are
+                    match self.reloader.load() {
+                        Err(reasons) => self.reloader.refused("SIGUSR2: not upgraded", &reasons),
+                        Ok(_) => {
+                            if let Some(pid) =
+                                self.hand_over("SIGUSR2: upgrading to the binary at its path").await
+                            {
+                                break pid;
+                            }
+                        }
                     }
                     ready();
                 }
-                _ = usr1.recv() => self.logs.reopen(),
             }
-        }
+        };
+        // Draining from here on. A reload or upgrade that still reached this process (sent
+        // before the new one wrote its pid) is passed on to the new one; INT still stops
+        // at once; TERM and QUIT have nothing left to do.
+        let (logs, pid_file) = (self.logs.clone(), self.pid_file.clone());
+        tokio::spawn(async move {
+            let new = nix::unistd::Pid::from_raw(successor as i32);
+            loop {
+                tokio::select! {
+                    _ = hup.recv() => { let _ = nix::sys::signal::kill(new, nix::sys::signal::Signal::SIGHUP); }
+                    _ = usr2.recv() => { let _ = nix::sys::signal::kill(new, nix::sys::signal::Signal::SIGUSR2); }
+                    _ = usr1.recv() => logs.reopen(),
+                    _ = int.recv() => Self::exit_now(&logs, pid_file.as_deref(), None),
+                    _ = term.recv() => {}
+                    _ = quit.recv() => {}
+                }
+            }
+        });
+        ShutdownSignal::GracefulUpgrade
     }
 }
 

@@ -9,6 +9,7 @@
 //! committed: a new process that fails leaves the old one serving.
 
 use std::io::{BufRead, BufReader, Write};
+use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -19,9 +20,13 @@ use super::privileges::Identity;
 /// The new process's environment: the hand-off socket's path, and the pipe to answer on.
 const SOCK_VAR: &str = "PORTICO_UPGRADE_SOCK";
 const PIPE_VAR: &str = "PORTICO_UPGRADE_PIPE";
+const ADDRS_VAR: &str = "PORTICO_UPGRADE_ADDRS";
 
 /// How long a new process may take to load its configuration and open its logs.
 const READY_WITHIN: Duration = Duration::from_secs(30);
+
+/// pingora's hand-off carries at most this many listening sockets.
+pub(super) const MAX_LISTENERS: usize = 32;
 
 /// Where the listening sockets change hands, for this process and every one that
 /// succeeds it: a 0700 directory of the serving user (the hand-off socket is bound by the
@@ -32,28 +37,66 @@ pub(super) struct ControlDir {
 }
 
 impl ControlDir {
-    /// The directory the old process passed down, or a fresh one.
+    /// The directory the old process passed down, or a fresh one of a name no other
+    /// process uses (made here, never taken over).
     pub(super) fn new(successor: Option<&Successor>, owner: Option<&Identity>) -> Result<ControlDir, String> {
         if let Some(dir) = successor.and_then(|s| s.sock.parent()) {
             return Ok(ControlDir { dir: dir.to_path_buf() });
         }
-        use std::os::unix::fs::DirBuilderExt;
-        let dir = std::env::temp_dir().join(format!("portico-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::DirBuilder::new()
-            .mode(0o700)
-            .create(&dir)
-            .map_err(|e| format!("cannot make {} for the listener hand-off: {e}", dir.display()))?;
-        if let Some(id) = owner {
-            nix::unistd::chown(&dir, Some(id.uid), Some(id.gid)).map_err(|e| {
-                format!("cannot give {} to {}: {}", dir.display(), id.name, crate::errno::describe_errno(e))
-            })?;
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        let mut last = None;
+        for attempt in 0..16u32 {
+            let dir =
+                std::env::temp_dir().join(format!("portico-{}-{:x}", std::process::id(), nanos ^ attempt));
+            match make_private_dir(&dir) {
+                Ok(()) => {
+                    if let Some(id) = owner {
+                        nix::unistd::chown(&dir, Some(id.uid), Some(id.gid)).map_err(|e| {
+                            format!(
+                                "cannot give {} to {}: {}",
+                                dir.display(),
+                                id.name,
+                                crate::errno::describe_errno(e)
+                            )
+                        })?;
+                    }
+                    let made = ControlDir { dir };
+                    // a Unix socket's path has room for 107 bytes
+                    if made.sock().as_os_str().len() > 100 {
+                        made.remove();
+                        return Err(format!(
+                            "the temporary directory {} has too long a path for the listener hand-off socket; set TMPDIR to a shorter one",
+                            std::env::temp_dir().display()
+                        ));
+                    }
+                    return Ok(made);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => last = Some(e),
+                Err(e) => {
+                    return Err(format!("cannot make {} for the listener hand-off: {e}", dir.display()))
+                }
+            }
         }
-        Ok(ControlDir { dir })
+        Err(format!(
+            "cannot make a directory for the listener hand-off: {}",
+            last.map(|e| e.to_string()).unwrap_or_default()
+        ))
     }
 
     pub(super) fn sock(&self) -> PathBuf {
         self.dir.join("listeners.sock")
+    }
+
+    /// Before a hand-over: the directory made again if something (systemd-tmpfiles'
+    /// ageing of /tmp) removed it; the receiving process binds its socket there.
+    fn ensure(&self) -> Result<(), String> {
+        match make_private_dir(&self.dir) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+            Err(e) => Err(format!("cannot make {} for the listener hand-off: {e}", self.dir.display())),
+        }
     }
 
     /// When the last process of the line stops.
@@ -62,23 +105,41 @@ impl ControlDir {
     }
 }
 
+fn make_private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new().mode(0o700).create(dir)
+}
+
 /// The new process's side: started by an old one, which waits for its word.
 pub(super) struct Successor {
     pub sock: PathBuf,
+    /// The addresses the old process listens on (the sockets it will send).
+    pub inherited: Vec<SocketAddr>,
     pipe: std::fs::File,
 }
 
 impl Successor {
-    /// Set when this process was started to take over from an old one.
+    /// Set when this process was started to take over from an old one. The variables
+    /// are removed, so that nothing this process starts sees them.
     pub(super) fn from_env() -> Option<Successor> {
-        let sock = PathBuf::from(std::env::var_os(SOCK_VAR)?);
-        let fd: i32 = std::env::var(PIPE_VAR).ok()?.parse().ok()?;
-        // the pipe is ours: the old process opened it for us alone (a number that is not
-        // an open descriptor, the variables copied by hand, is ignored)
-        libc_fd_flags(fd).ok()?;
-        // SAFETY: checked open above; nothing else in this process owns it
+        let sock = std::env::var_os(SOCK_VAR).map(PathBuf::from);
+        let fd = std::env::var(PIPE_VAR).ok().and_then(|v| v.parse::<i32>().ok());
+        let inherited = std::env::var(ADDRS_VAR).unwrap_or_default();
+        for var in [SOCK_VAR, PIPE_VAR, ADDRS_VAR] {
+            std::env::remove_var(var);
+        }
+        let (sock, fd) = (sock?, fd?);
+        // only the pipe the old process opened for us: a FIFO (a number copied by hand
+        // that names something else is ignored)
+        let is_fifo = nix::sys::stat::fstat(unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) })
+            .is_ok_and(|st| st.st_mode & nix::libc::S_IFMT == nix::libc::S_IFIFO);
+        if !is_fifo {
+            return None;
+        }
+        // SAFETY: an open FIFO (checked above) that nothing else in this process owns
         let pipe = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
-        Some(Successor { sock, pipe })
+        let inherited = inherited.split_whitespace().filter_map(|a| a.parse().ok()).collect();
+        Some(Successor { sock, inherited, pipe })
     }
 
     /// Everything that can fail before the sockets arrive has been done.
@@ -92,24 +153,27 @@ impl Successor {
     }
 }
 
-/// Starts `exe` with this process's arguments to take over, and waits for its word:
-/// `Ok` once it is ready to receive the listening sockets.
-pub(super) fn start_successor(exe: &Path, dir: &ControlDir) -> Result<u32, String> {
+/// Starts `exe` with this process's arguments to take over from it (which listens on
+/// `addrs`), and waits for its word: its pid once it is ready to receive the sockets.
+pub(super) fn start_successor(exe: &Path, dir: &ControlDir, addrs: &[SocketAddr]) -> Result<u32, String> {
+    dir.ensure()?;
     let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
         .map_err(|e| format!("cannot make a pipe {}", crate::errno::describe_errno(e)))?;
     let write_fd = write.as_raw_fd();
+    let shown: Vec<String> = addrs.iter().map(SocketAddr::to_string).collect();
     let mut command = Command::new(exe);
     command
         .args(std::env::args_os().skip(1))
         .env(SOCK_VAR, dir.sock())
         .env(PIPE_VAR, write_fd.to_string())
+        .env(ADDRS_VAR, shown.join(" "))
         .stdin(Stdio::null());
     // SAFETY: only fcntl, which is async-signal-safe, runs between fork and exec
     unsafe {
         use std::os::unix::process::CommandExt;
         command.pre_exec(move || {
             // the write end survives the exec (it was opened close-on-exec for everyone else)
-            let flags = libc_fd_flags(write_fd)?;
+            let flags = fd_flags(write_fd)?;
             set_fd_flags(write_fd, flags & !nix::libc::FD_CLOEXEC)
         });
     }
@@ -143,7 +207,7 @@ pub(super) fn start_successor(exe: &Path, dir: &ControlDir) -> Result<u32, Strin
     })
 }
 
-fn libc_fd_flags(fd: i32) -> std::io::Result<i32> {
+fn fd_flags(fd: i32) -> std::io::Result<i32> {
     // SAFETY: F_GETFD on a descriptor number; no memory is touched
     let flags = unsafe { nix::libc::fcntl(fd, nix::libc::F_GETFD) };
     if flags < 0 {
