@@ -34,7 +34,7 @@ uwsgi_pass = "unix:{dir}/app.sock"
 
 [[server]]
 listen = ["127.0.0.1:8080"]
-server_name = ["other.test"]
+server_name = ["other.test", "*.wild.test", "~^api[0-9]+\\.test$"]
 root = "{dir}/other"
 
 [[server.location]]
@@ -86,10 +86,27 @@ fn precedence_is_told_as_nginx_applies_it() {
 #[test]
 fn the_host_picks_the_server() {
     let out = explain(&["--host", "other.test", "/o.txt"]);
-    assert!(out.contains("server: #2 (server_name [\"other.test\"]) for Host \"other.test\""), "{out}");
+    assert!(out.contains("for Host \"other.test\" on 127.0.0.1:8080: an exact server_name matched"), "{out}");
+    assert!(out.starts_with("server: #2 (server_name [\"other.test\","), "{out}");
     assert!(out.contains("the file DIR/other/o.txt"), "{out}");
     let out = explain(&["http://other.test:8080/o.txt"]);
     assert!(out.contains("server: #2"), "{out}");
+    // and says why, in nginx's order
+    let out = explain(&["--host", "a.b.wild.test", "/o.txt"]);
+    assert!(
+        out.contains("server: #2") && out.contains("the longest leading wildcard *.wild.test matched"),
+        "{out}"
+    );
+    let out = explain(&["--host", "api7.test", "/o.txt"]);
+    assert!(
+        out.contains("server: #2") && out.contains("the first regex ~^api[0-9]+\\.test$ matched"),
+        "{out}"
+    );
+    let out = explain(&["--host", "nobody.test", "/o.txt"]);
+    assert!(
+        out.contains("server: #1") && out.contains("no server_name matched: the default server"),
+        "{out}"
+    );
     // a bad target is refused before any location, as the server would
     let out = explain(&["/a/../../x"]);
     assert!(out.contains("answer: 400, before any location"), "{out}");

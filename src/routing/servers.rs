@@ -129,23 +129,52 @@ impl NameTable {
         self.trailing.sort_by_key(|w| std::cmp::Reverse(w.0.len()));
     }
 
-    fn pick(&self, host: Option<&str>) -> ServerId {
+    fn pick(&self, host: Option<&str>) -> (ServerId, NameMatch<'_>) {
         let host = host.unwrap_or("");
         if let Some(&id) = self.exact.get(host) {
-            return id;
+            return (id, NameMatch::Exact);
         }
         if !host.is_empty() {
-            if let Some((_, id)) = self.leading.iter().find(|(s, _)| host.ends_with(s.as_str())) {
-                return *id;
+            if let Some((s, id)) = self.leading.iter().find(|(s, _)| host.ends_with(s.as_str())) {
+                return (*id, NameMatch::Leading(s));
             }
-            if let Some((_, id)) = self.trailing.iter().find(|(p, _)| host.starts_with(p.as_str())) {
-                return *id;
+            if let Some((p, id)) = self.trailing.iter().find(|(p, _)| host.starts_with(p.as_str())) {
+                return (*id, NameMatch::Trailing(p));
             }
-            if let Some((_, id)) = self.regexes.iter().find(|(r, _)| r.is_match(host)) {
-                return *id;
+            if let Some((r, id)) = self.regexes.iter().find(|(r, _)| r.is_match(host)) {
+                return (*id, NameMatch::Regex(r.as_str()));
             }
         }
-        self.default
+        (self.default, NameMatch::Default)
+    }
+}
+
+/// Why a server was chosen for a host, in nginx's order of the name searches.
+#[derive(Debug, PartialEq, Eq)]
+pub enum NameMatch<'a> {
+    /// An exact `server_name` (or the bare name of `.example.com`).
+    Exact,
+    /// The longest leading wildcard, `*.example.com` (given as its suffix `.example.com`).
+    Leading(&'a str),
+    /// The longest trailing wildcard, `www.example.*` (given as its prefix `www.example.`).
+    Trailing(&'a str),
+    /// The first regex, in file order.
+    Regex(&'a str),
+    /// No name matched (or there was no host): the address's default server.
+    Default,
+}
+
+impl std::fmt::Display for NameMatch<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NameMatch::Exact => f.write_str("an exact server_name matched"),
+            NameMatch::Leading(s) => write!(f, "no exact name; the longest leading wildcard *{s} matched"),
+            NameMatch::Trailing(p) => {
+                write!(f, "no exact name or leading wildcard; the longest trailing wildcard {p}* matched")
+            }
+            NameMatch::Regex(r) => write!(f, "no exact name or wildcard; the first regex ~{r} matched"),
+            NameMatch::Default => f.write_str("no server_name matched: the default server of that address"),
+        }
     }
 }
 
@@ -205,6 +234,11 @@ impl ServerTable {
     /// The server for a request that arrived at `local` with host `host` (already
     /// normalised; `None` when the request had no host).
     pub fn pick(&self, local: SocketAddr, host: Option<&str>) -> ServerId {
+        self.pick_why(local, host).0
+    }
+
+    /// [`ServerTable::pick`], and why (for `portico explain`).
+    pub fn pick_why(&self, local: SocketAddr, host: Option<&str>) -> (ServerId, NameMatch<'_>) {
         let table = self
             .by_addr
             .iter()
@@ -216,7 +250,7 @@ impl ServerTable {
             })
             .or_else(|| self.by_addr.iter().find(|(a, _)| a.port() == local.port()))
             .or_else(|| self.by_addr.first());
-        table.map_or(0, |(_, t)| t.pick(host))
+        table.map_or((0, NameMatch::Default), |(_, t)| t.pick(host))
     }
 
     /// The default server of the address a connection arrived on, before any request

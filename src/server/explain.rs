@@ -69,18 +69,16 @@ pub fn explain(config: &Config, question: &Question) -> Result<String, String> {
     let mut out = String::new();
 
     let normalized = req.host().map(normalize_host);
-    let site_id = match &normalized {
-        Some(Ok(h)) => config.servers.pick(local, Some(h.as_ref())),
-        _ => config.servers.default_for(local),
+    let (site_id, why) = match &normalized {
+        Some(Ok(h)) => config.servers.pick_why(local, Some(h.as_ref())),
+        _ => config.servers.pick_why(local, None),
     };
     let site = &config.sites[site_id];
-    let default = config.servers.default_for(local) == site_id;
     let _ = writeln!(
         out,
-        "server: #{} (server_name {:?}) for Host \"{host}\" on {local}{}",
+        "server: #{} (server_name {:?}) for Host \"{host}\" on {local}: {why}",
         site_id + 1,
         site.identity.names,
-        if default { ", the default server of that address" } else { "" }
     );
 
     let client = SocketAddr::new([127, 0, 0, 1].into(), 40000);
