@@ -47,7 +47,7 @@ impl Head {
 
     /// Encodes the head as HTTP/1.1, with `date` and the keep-alive decision.
     pub fn encode(&self, date: &str, keepalive: bool, out: &mut Vec<u8>) {
-        response_head::start_head(self.status, reason(self.status), None, date, out);
+        response_head::start_head(self.status, reason(self.status), None, date.as_bytes(), out);
         if let Some(ct) = &self.content_type {
             let _ = write!(out, "Content-Type: {ct}\r\n");
         }

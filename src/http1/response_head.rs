@@ -10,15 +10,15 @@ use std::io::Write;
 pub const SERVER_NAME: &str = "portico";
 
 /// `HTTP/1.1 STATUS REASON\r\n`, then `Server` (the relayed response's own, as name and
-/// value, or Portico's) and `Date`.
-pub fn start_head(status: u16, reason: &str, server: Option<(&[u8], &[u8])>, date: &str, out: &mut Vec<u8>) {
+/// value, or Portico's) and `Date` (the relayed one's, or now).
+pub fn start_head(status: u16, reason: &str, server: Option<(&[u8], &[u8])>, date: &[u8], out: &mut Vec<u8>) {
     let _ = write!(out, "HTTP/1.1 {status} {reason}\r\n");
     match server {
         Some((name, value)) => header(name, value, out),
         None => out.extend_from_slice(b"Server: portico\r\n"),
     }
     out.extend_from_slice(b"Date: ");
-    out.extend_from_slice(date.as_bytes());
+    out.extend_from_slice(date);
     out.extend_from_slice(b"\r\n");
 }
 
@@ -94,7 +94,7 @@ mod tests {
     #[test]
     fn head_start_and_chunks() {
         let mut out = Vec::new();
-        start_head(404, reason(404), None, "Fri, 27 Nov 2026 02:00:00 GMT", &mut out);
+        start_head(404, reason(404), None, b"Fri, 27 Nov 2026 02:00:00 GMT", &mut out);
         header(b"Content-Type", b"text/html", &mut out);
         connection(false, &mut out);
         assert_eq!(

@@ -24,6 +24,9 @@ pub(super) fn client_head(
     let named =
         |name: &'static str| head.headers(buf).find(move |(n, _)| n.eq_ignore_ascii_case(name.as_bytes()));
     let reason = head.reason(buf).unwrap_or_else(|| reason(head.status));
+    // the app's Server and Date replace ours, as nginx's uwsgi module does (SPEC.md,
+    // header pass-through)
+    let date = named("date").map_or(date.as_bytes(), |(_, v)| v);
     response_head::start_head(head.status, reason, named("server"), date, out);
     if let Some((n, v)) = named("content-type") {
         response_head::header(n, v, out);
@@ -45,7 +48,10 @@ pub(super) fn client_head(
     }
     response_head::connection(keep_alive, out);
     for (name, value) in head.headers(buf) {
-        if name.eq_ignore_ascii_case(b"server") || name.eq_ignore_ascii_case(b"content-type") {
+        if name.eq_ignore_ascii_case(b"server")
+            || name.eq_ignore_ascii_case(b"date")
+            || name.eq_ignore_ascii_case(b"content-type")
+        {
             continue;
         }
         response_head::header(name, value, out);
@@ -74,6 +80,14 @@ mod tests {
             for_client(app, false, false, true),
             format!("HTTP/1.1 201 Made\r\nServer: app\r\nDate: {DATE}\r\nContent-Type: text/plain\r\nContent-Length: 2\r\nConnection: keep-alive\r\nX-A: 1\r\n\r\n")
         );
+    }
+
+    #[test]
+    fn the_apps_date_replaces_ours_once() {
+        let app = b"HTTP/1.1 200 OK\r\nDate: Mon, 01 Jan 2001 00:00:00 GMT\r\nContent-Length: 0\r\n\r\n";
+        let head = for_client(app, false, false, true);
+        assert_eq!(head.matches("Date:").count(), 1, "{head}");
+        assert!(head.contains("\r\nDate: Mon, 01 Jan 2001 00:00:00 GMT\r\n"), "{head}");
     }
 
     #[test]
