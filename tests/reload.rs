@@ -311,7 +311,7 @@ fn load(port: u16, stop: Arc<AtomicBool>, tally: Arc<Tally>) {
 
 #[test]
 fn ten_reloads_under_load_fail_no_request() {
-    let (p, site) = start("reload-load");
+    let (_p, site) = start("reload-load");
     let _app = Uwsgi::start(&site.dir.join("app.sock"), &[]);
     eventually("uWSGI answering", || Ok(get(site.port, "/app")?.0 == 200));
     let second = free_port();
