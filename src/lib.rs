@@ -17,6 +17,7 @@ pub mod log;
 pub mod permissions;
 pub mod preflight;
 pub mod reply;
+pub mod response_headers;
 pub mod routing;
 #[cfg(feature = "server")]
 pub mod server;

@@ -24,6 +24,8 @@ pub struct Head {
     /// `ETag` and `Accept-Ranges: bytes`, after `Connection` (typed: a file's usual
     /// headers cost no allocation).
     pub etag: Option<ETag>,
+    /// `expires` and `add_header` lines, after `ETag` as nginx writes them.
+    policy: Vec<u8>,
     pub accept_ranges: bool,
     /// Everything else, after those, already encoded as `Name: value\r\n` lines
     /// (written in place: no allocation per header).
@@ -38,6 +40,11 @@ impl Head {
     /// Adds a header after `Connection`.
     pub fn header(&mut self, name: &str, value: impl Display) {
         let _ = write!(self.extra, "{name}: {value}\r\n");
+    }
+
+    /// Where the location's `expires` and `add_header` lines are written.
+    pub fn policy_lines(&mut self) -> &mut Vec<u8> {
+        &mut self.policy
     }
 
     pub fn with(mut self, name: &str, value: impl Display) -> Head {
@@ -66,6 +73,7 @@ impl Head {
         if let Some(etag) = &self.etag {
             response_head::header(b"ETag", etag.as_bytes(), out);
         }
+        out.extend_from_slice(&self.policy);
         if self.accept_ranges {
             out.extend_from_slice(b"Accept-Ranges: bytes\r\n");
         }

@@ -19,6 +19,7 @@ use crate::error_pages::ErrorPages;
 use crate::http1::settings::ConnectionSettings;
 use crate::log::access::AccessFormat;
 use crate::log::config::LogConfig;
+use crate::response_headers::ResponseHeaders;
 use crate::routing::locations::{LocationIndex, Matcher};
 use crate::routing::servers::{parse_listen, ServerIdentity, ServerTable, ServerTableError};
 use crate::static_files::config::{FileDefaults, FilesConfig};
@@ -48,6 +49,8 @@ pub struct Site {
     pub index: LocationIndex,
     /// The server's own `error_page`, for requests no location matches.
     pub error_pages: ErrorPages,
+    /// The server's own `expires` and `add_header`, for requests no location matches.
+    pub headers: ResponseHeaders,
 }
 
 /// One `[[server.location]]` table.
@@ -57,6 +60,7 @@ pub struct Location {
     pub files: FilesConfig,
     pub uwsgi: Option<UwsgiLocation>,
     pub error_pages: ErrorPages,
+    pub headers: ResponseHeaders,
 }
 
 /// The outcome of loading: the configuration and its warnings, or every diagnostic.
@@ -268,12 +272,13 @@ fn parse_site(s: &mut Section, top: &TopLevel, diags: &mut Diagnostics) -> Site 
     let logs = LogConfig::parse(s, &top.logs, &top.formats, diags);
     let file_defaults = FileDefaults::parse(s, diags);
     let site_error_pages = ErrorPages::parse(s, &ErrorPages::default(), diags);
+    let site_headers = ResponseHeaders::parse(s, &ResponseHeaders::default(), &[], diags);
 
     let mut locations = Vec::new();
     let mut spans = Vec::new();
     for (_, mut ls) in s.tables("location", "[[server.location]]", diags) {
         let span = ls.span();
-        if let Some(l) = parse_location(&mut ls, &file_defaults, &site_error_pages, diags) {
+        if let Some(l) = parse_location(&mut ls, &file_defaults, &site_error_pages, &site_headers, diags) {
             locations.push(l);
             spans.push(span);
         }
@@ -335,6 +340,7 @@ fn parse_site(s: &mut Section, top: &TopLevel, diags: &mut Diagnostics) -> Site 
         locations,
         index,
         error_pages: site_error_pages,
+        headers: site_headers,
     }
 }
 
@@ -342,6 +348,7 @@ fn parse_location(
     s: &mut Section,
     file_defaults: &FileDefaults,
     site_error_pages: &ErrorPages,
+    site_headers: &ResponseHeaders,
     diags: &mut Diagnostics,
 ) -> Option<Location> {
     let matcher = match s.get::<String>("match", "match = \"/static\"", diags) {
@@ -367,7 +374,8 @@ fn parse_location(
     let named_groups = Matcher::group_names(matcher.as_ref());
     let uwsgi = UwsgiLocation::parse(s, &named_groups, diags);
     let error_pages = ErrorPages::parse(s, site_error_pages, diags);
-    Some(Location { matcher: matcher?, files, uwsgi, error_pages })
+    let headers = ResponseHeaders::parse(s, site_headers, &named_groups, diags);
+    Some(Location { matcher: matcher?, files, uwsgi, error_pages, headers })
 }
 
 #[cfg(test)]

@@ -24,8 +24,9 @@ const MAX_INTERNAL_REDIRECTS: usize = 10;
 /// allocation per request).
 #[allow(clippy::large_enum_variant)]
 pub(super) enum Routed {
-    /// Send this reply; `sendfile`: the serving location's setting.
-    Reply(Reply, bool),
+    /// Send this reply, made in this location (none: no location matched, or the
+    /// request was refused before routing).
+    Reply(Reply, Option<LocationId>),
     /// Forward to the location's uWSGI.
     Forward(LocationId),
 }
@@ -80,13 +81,12 @@ pub(super) fn route<'r>(
             }
             None => Outcome::Status(404),
         };
-        let sendfile = loc_id.is_some_and(|id| site.locations[id].files.sendfile);
         match outcome {
             Outcome::Reply(mut r) => {
                 if let Some(s) = forced_status.filter(|_| r.head.status == 200) {
                     r.head.status = s;
                 }
-                return Routed::Reply(r, sendfile);
+                return Routed::Reply(r, loc_id);
             }
             Outcome::Redirect(uri) => {
                 info.uri = Cow::Owned(uri);
@@ -94,7 +94,7 @@ pub(super) fn route<'r>(
             }
             Outcome::Named(name) => match site.index.named(&name) {
                 Some(id) => next = Next::Named(id),
-                None => return Routed::Reply(Reply::error(500), false),
+                None => return Routed::Reply(Reply::error(500), loc_id),
             },
             Outcome::Status(code) => {
                 let pages = loc_id.map_or(&site.error_pages, |id| &site.locations[id].error_pages);
@@ -114,10 +114,10 @@ pub(super) fn route<'r>(
                         forced_status = *status;
                         match site.index.named(name) {
                             Some(id) => next = Next::Named(id),
-                            None => return Routed::Reply(Reply::error(code), false),
+                            None => return Routed::Reply(Reply::error(code), loc_id),
                         }
                     }
-                    None => return Routed::Reply(Reply::error(code), false),
+                    None => return Routed::Reply(Reply::error(code), loc_id),
                 }
             }
         }
@@ -129,7 +129,7 @@ pub(super) fn route<'r>(
             String::from_utf8_lossy(&info.uri)
         ),
     ));
-    Routed::Reply(Reply::error(500), false)
+    Routed::Reply(Reply::error(500), None)
 }
 
 #[cfg(test)]

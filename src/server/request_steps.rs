@@ -11,6 +11,7 @@ use crate::routing::servers::normalize_host;
 use super::app::{Done, Peer, Runtime};
 use super::internal_redirects::Routed;
 use super::request_state::{RequestInfo, UpstreamFields};
+use super::request_vars::Vars;
 use super::respond::Answer;
 
 impl Runtime {
@@ -42,14 +43,21 @@ impl Runtime {
         let mut notes: Vec<Note> = Vec::new();
 
         let routed = match super::request_checks::check_request(site, &mut info, host, &mut notes) {
-            Err(status) => Routed::Reply(Reply::error(status), false),
+            Err(status) => Routed::Reply(Reply::error(status), None),
             Ok(()) => {
                 super::internal_redirects::route(site, &mut info, &mut notes, super::content::run_location)
             }
         };
         let answer = Answer { rt, info: &info, head_only: req.method() == Method::Head, keep_alive };
         let done = match routed {
-            Routed::Reply(r, sendfile) => {
+            Routed::Reply(mut r, location) => {
+                let sendfile = location.is_some_and(|id| site.locations[id].files.sendfile);
+                let policy = location.map_or(&site.headers, |id| &site.locations[id].headers);
+                if !policy.is_empty() {
+                    let vars = Vars::of_request(&info, &site.name);
+                    let (status, modified) = (r.head.status, r.head.last_modified);
+                    policy.write(status, modified, crate::clock::now().secs, &vars, r.head.policy_lines());
+                }
                 self.respond(ex, &answer, r, sendfile, notes, UpstreamFields::default()).await
             }
             Routed::Forward(location) => self.forward_to_uwsgi(ex, &answer, location, notes).await,

@@ -95,12 +95,15 @@ impl Runtime {
             notes.push(Note { level: Level::Error, message: e.to_string(), upstream: Some(label) });
             return self.respond(ex, answer, Reply::error(431), false, notes, none()).await;
         }
+        let policy = &site.locations[location].headers;
+        let rendered = (!policy.is_empty()).then(|| policy.render_added(&Vars::of_request(info, &site.name)));
         let exchange = UwsgiExchange {
             packet: &packet,
             body,
             head_request: answer.head_only,
             client_http10: req.version() == Version::Http10,
             keep_alive: answer.keep_alive,
+            headers: rendered.as_ref().map(|r| (policy, r)),
         };
         let forwarded = forward(ex, upstream, exchange).await;
         crate::buffer_pool::give(packet);
@@ -122,7 +125,14 @@ impl Runtime {
                 Done { keep_alive: false, linger: false }
             }
             // an unread body is read and dropped before the connection is reused
-            Err(status) => self.respond(ex, answer, Reply::error(status), false, notes, fields).await,
+            Err(status) => {
+                let mut reply = Reply::error(status);
+                if let Some(r) = &rendered {
+                    // a 502/504 of this location: its `always` add_header lines
+                    policy.write_rendered(status, None, 0, r, reply.head.policy_lines());
+                }
+                self.respond(ex, answer, reply, false, notes, fields).await
+            }
             Ok(relayed) => {
                 let response = ResponseInfo {
                     status: relayed.status,

@@ -35,8 +35,10 @@ pub struct FileRequest<'a> {
     pub port: Option<u16>,
 }
 
-/// What the file steps decided.
+/// What the file steps decided (a value that lives for one step: boxing the reply would
+/// cost an allocation per request).
 #[derive(Debug)]
+#[allow(clippy::large_enum_variant)]
 pub enum Outcome {
     /// Send this response.
     Reply(Reply),

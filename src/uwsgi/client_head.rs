@@ -9,18 +9,29 @@ use crate::http1::response_head::{self, reason};
 
 use super::codec::app_response::{Framing, ResponseHead};
 
+/// How the answer goes to this client.
+#[derive(Clone, Copy)]
+pub(super) struct HeadFraming {
+    pub head_request: bool,
+    /// Chunked (an HTTP/1.1 client, the length unknown).
+    pub chunked: bool,
+    pub keep_alive: bool,
+}
+
 /// The response head for the client, in nginx's order: the app's status and headers,
 /// framed for this client (Content-Length when known; chunked for HTTP/1.1; close-delimited
-/// for 1.0).
+/// for 1.0), then the location's `expires`/`add_header` lines (`policy`; `true`: they
+/// replace the app's own `Expires` and `Cache-Control`).
 pub(super) fn client_head(
     head: &ResponseHead,
     buf: &[u8],
-    head_request: bool,
-    chunked: bool,
-    keep_alive: bool,
+    framing: &HeadFraming,
+    policy: (&[u8], bool),
     date: &str,
     out: &mut Vec<u8>,
 ) {
+    let HeadFraming { head_request, chunked, keep_alive } = *framing;
+    let (policy, replaces_expires) = policy;
     let named =
         |name: &'static str| head.headers(buf).find(move |(n, _)| n.eq_ignore_ascii_case(name.as_bytes()));
     let reason = head.reason(buf).unwrap_or_else(|| reason(head.status));
@@ -54,8 +65,14 @@ pub(super) fn client_head(
         {
             continue;
         }
+        if replaces_expires
+            && (name.eq_ignore_ascii_case(b"expires") || name.eq_ignore_ascii_case(b"cache-control"))
+        {
+            continue;
+        }
         response_head::header(name, value, out);
     }
+    out.extend_from_slice(policy);
     out.extend_from_slice(b"\r\n");
 }
 
@@ -69,7 +86,8 @@ mod tests {
     fn for_client(app: &[u8], head_request: bool, chunked: bool, keep_alive: bool) -> String {
         let head = parse_head(app, 4096, head_request).expect("valid head").expect("whole head");
         let mut out = Vec::new();
-        client_head(&head, app, head_request, chunked, keep_alive, DATE, &mut out);
+        let framing = HeadFraming { head_request, chunked, keep_alive };
+        client_head(&head, app, &framing, (b"", false), DATE, &mut out);
         String::from_utf8(out).expect("ASCII head")
     }
 

@@ -19,6 +19,7 @@ use super::config::UpstreamConfig;
 use super::failure::{all_busy, no_live_upstreams, Failure};
 use super::pool::{Pick, Pool, Slot};
 use super::relay::exchange_with;
+use crate::response_headers::{Rendered, ResponseHeaders};
 
 // what the request step uses besides `forward`, so it has one place to import from
 pub use super::failure::upstream_label;
@@ -46,6 +47,9 @@ pub struct Exchange<'a> {
     pub client_http10: bool,
     /// The connection may be kept alive, as far as the request goes.
     pub keep_alive: bool,
+    /// The location's `expires` and `add_header`, its lines rendered with the request's
+    /// variables (`None`: it sets neither).
+    pub headers: Option<(&'a ResponseHeaders, &'a Rendered)>,
 }
 
 /// What happened, for the response and the logs.

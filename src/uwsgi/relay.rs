@@ -13,7 +13,7 @@ use crate::http1::response_head::{chunk_start, CHUNK_END, LAST_CHUNK};
 use crate::log::{Level, Note};
 
 use super::backend_connect::{is_peer_gone, Conn};
-use super::client_head::client_head;
+use super::client_head::{client_head, HeadFraming};
 use super::codec::app_response::{parse_head, Framing, ResponseHead};
 use super::config::UpstreamConfig;
 use super::failure::{io_failure, timed_out, Failure};
@@ -63,8 +63,18 @@ async fn relay(
         exchange.client_http10 && matches!(head.framing, Framing::Chunked | Framing::UntilClose);
     let keep_alive = exchange.keep_alive && !client.body_pending() && !close_delimited;
     let chunked = !exchange.client_http10 && matches!(head.framing, Framing::Chunked | Framing::UntilClose);
+    // the location's expires and add_header: their lines, and whether they replace the
+    // app's Expires and Cache-Control (as nginx's `expires` does)
+    let mut policy = Vec::new();
+    let mut replaces_expires = false;
+    if let Some((headers, rendered)) = exchange.headers {
+        let modified = head.header(resp, "last-modified").and_then(crate::clock::parse_http_date);
+        headers.write_rendered(head.status, modified, crate::clock::now().secs, rendered, &mut policy);
+        replaces_expires = headers.sets_expires(head.status);
+    }
+    let framing = HeadFraming { head_request: exchange.head_request, chunked, keep_alive };
     crate::clock::with_http_date(|date| {
-        client_head(&head, resp, exchange.head_request, chunked, keep_alive, date, client.out)
+        client_head(&head, resp, &framing, (&policy, replaces_expires), date, client.out)
     });
     let mut relayed = Relayed {
         status: head.status,

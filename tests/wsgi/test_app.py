@@ -71,6 +71,15 @@ def application(environ, start_response):
         ])
         return [b"ok\n"]
 
+    if route == "/cached":
+        start_response("200 OK", [
+            ("Content-Type", "text/plain"),
+            ("Cache-Control", "private, max-age=60"),
+            ("Expires", "Mon, 01 Jan 2001 00:00:00 GMT"),
+            ("Content-Length", "3"),
+        ])
+        return [b"ok\n"]
+
     if route == "/noread":
         start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "8")])
         return [b"ignored\n"]
