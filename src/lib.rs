@@ -9,6 +9,7 @@ pub mod buffer_pool;
 pub mod clock;
 pub mod config;
 pub mod config_file;
+pub mod content_coding;
 pub mod control;
 pub mod errno;
 pub mod error_pages;

@@ -4,6 +4,7 @@
 
 use crate::config::diag::Diagnostics;
 use crate::config::section::Section;
+use crate::content_coding::Coding;
 use crate::routing::locations::Matcher;
 use crate::variables::{Scope, Template};
 
@@ -37,6 +38,7 @@ pub struct FileDefaults {
     sendfile: bool,
     max_ranges: u32,
     open_file_cache: Option<CacheSettings>,
+    precompressed: Vec<Coding>,
 }
 
 impl FileDefaults {
@@ -51,6 +53,7 @@ impl FileDefaults {
             sendfile: true,
             max_ranges: DEFAULT_MAX_RANGES,
             open_file_cache: None,
+            precompressed: Vec::new(),
         };
         read_inheritable(s, &base, diags)
     }
@@ -100,6 +103,52 @@ fn read_inheritable(s: &mut Section, base: &FileDefaults, diags: &mut Diagnostic
             diags,
         ),
         open_file_cache: read_open_file_cache(s, base.open_file_cache, diags),
+        precompressed: read_precompressed(s, &base.precompressed, diags),
+    }
+}
+
+/// `precompressed = ["br", "gzip", "zstd"]` (Caddy's idea; the order is the preference
+/// between codings a client accepts equally) and nginx's `gzip_static = true`, which is
+/// `precompressed = ["gzip"]`.
+fn read_precompressed(s: &mut Section, base: &[Coding], diags: &mut Diagnostics) -> Vec<Coding> {
+    let gzip_static = s.get::<bool>("gzip_static", "gzip_static = true", diags);
+    let list = s.get::<Vec<String>>("precompressed", "precompressed = [\"br\", \"gzip\"]", diags);
+    match (gzip_static, list) {
+        (Some(g), Some(l)) => {
+            diags.error(
+                g.span(),
+                "`gzip_static` and `precompressed` in one block",
+                Some(format!(
+                    "keep one: gzip_static = true is precompressed = [\"gzip\"] (here: {:?})",
+                    l.get_ref()
+                )),
+            );
+            base.to_vec()
+        }
+        (Some(g), None) => {
+            if g.into_inner() {
+                vec![Coding::Gzip]
+            } else {
+                Vec::new()
+            }
+        }
+        (None, Some(l)) => {
+            let span = l.span();
+            let mut out = Vec::new();
+            for name in l.into_inner() {
+                match Coding::from_name(&name) {
+                    Some(c) if !out.contains(&c) => out.push(c),
+                    Some(_) => {}
+                    None => diags.error(
+                        span.clone(),
+                        format!("`{name}` in precompressed is not a coding Portico sends"),
+                        Some("list \"br\", \"gzip\" or \"zstd\" (files NAME.br, NAME.gz, NAME.zst)".into()),
+                    ),
+                }
+            }
+            out
+        }
+        (None, None) => base.to_vec(),
     }
 }
 
@@ -180,6 +229,9 @@ pub struct FilesConfig {
     pub max_ranges: u32,
     /// nginx's `open_file_cache`, off unless configured (as nginx).
     pub open_file_cache: Option<CacheSettings>,
+    /// Codings whose precompressed files (`NAME.br`, `NAME.gz`, `NAME.zst`) are sent
+    /// instead of the file when the client accepts them, in order of preference.
+    pub precompressed: Vec<Coding>,
     /// The `@name` of the try_files fallback and where it is written, for validation.
     pub named_fallback: Option<(String, std::ops::Range<usize>)>,
 }
@@ -321,6 +373,7 @@ impl FilesConfig {
             sendfile: inherited.sendfile,
             max_ranges: inherited.max_ranges,
             open_file_cache: inherited.open_file_cache,
+            precompressed: inherited.precompressed,
             named_fallback,
         }
     }

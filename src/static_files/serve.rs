@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 
+use crate::content_coding::{choose, Coding};
 use crate::http1::request_head::{Known, Method, Request};
 use crate::log::{Level, Note};
 use crate::reply::{Body, Head, Part, Parts, Reply};
@@ -133,7 +134,10 @@ pub fn serve(cfg: &FilesConfig, req: &FileRequest, notes: &mut Vec<Note>) -> Out
             if req.method == Method::Post {
                 return Outcome::Reply(not_allowed());
             }
-            file_reply(file, facts, cfg.max_ranges, req)
+            if cfg.precompressed.is_empty() {
+                return file_reply(file, facts, cfg.max_ranges, req);
+            }
+            precompressed_reply(cfg, &path, file, facts, req)
         }
         Err(f) => {
             let (status, level) = match f.kind {
@@ -205,6 +209,56 @@ fn serve_index(cfg: &FilesConfig, req: &FileRequest, notes: &mut Vec<Note>) -> O
         }
         Outcome::Status(404)
     }
+}
+
+/// With `precompressed`: the fresh precompressed file (not older than the file) of the
+/// coding the client prefers, sent as the file with `Content-Encoding` and an ETag of its
+/// own; else the file. Either way `Vary: Accept-Encoding` when such a file exists, so
+/// that caches keep both.
+fn precompressed_reply(
+    cfg: &FilesConfig,
+    path: &MappedPath,
+    file: crate::reply::OpenFile,
+    facts: FileFacts,
+    req: &FileRequest,
+) -> Outcome {
+    let mut fresh = Vec::new();
+    for &coding in &cfg.precompressed {
+        let mut rel = path.rel.to_vec();
+        rel.extend_from_slice(coding.suffix());
+        let beside = MappedPath { base: path.base, rel: rel.into(), written: path.written };
+        // the same rules as the file itself: beneath its directory, symlinks as configured
+        if let Ok(Opened::File { file, facts: f }) =
+            open_in(cfg.open_file_cache.as_ref(), &beside, cfg.symlinks)
+        {
+            if f.mtime >= facts.mtime {
+                fresh.push((coding, file, f));
+            }
+        }
+    }
+    if fresh.is_empty() {
+        return file_reply(file, facts, cfg.max_ranges, req);
+    }
+    let offered: Vec<Coding> = fresh.iter().map(|(c, _, _)| *c).collect();
+    let chosen = choose(req.request.header_values(b"accept-encoding"), &offered);
+    let mut outcome = match chosen.and_then(|c| fresh.into_iter().find(|(f, _, _)| *f == c)) {
+        Some((coding, sidecar, f)) => {
+            let mut o = file_reply(sidecar, f, cfg.max_ranges, req);
+            if let Outcome::Reply(r) = &mut o {
+                if r.head.status != 304 && r.head.status != 416 {
+                    r.head.header("Content-Encoding", coding.token());
+                }
+            }
+            o
+        }
+        None => file_reply(file, facts, cfg.max_ranges, req),
+    };
+    if let Outcome::Reply(r) = &mut outcome {
+        if r.head.status != 416 {
+            r.head.header("Vary", "Accept-Encoding");
+        }
+    }
+    outcome
 }
 
 static BOUNDARY: AtomicU64 = AtomicU64::new(0);
