@@ -165,13 +165,7 @@ pub(super) fn build(
     upstreams: Vec<UpstreamConfig>,
     logs: &LogControl,
 ) -> Result<(Runtime, Vec<Target>), String> {
-    let mut targets = Vec::new();
-    for site in &sites {
-        if let Some((t, _)) = &site.logs.access {
-            targets.push(t.clone());
-        }
-        targets.push(site.logs.error.clone());
-    }
+    let targets = log_targets(&sites);
     logs.open(&targets)?;
     let sites = sites
         .into_iter()
@@ -183,4 +177,16 @@ pub(super) fn build(
         .collect();
     let upstreams = upstreams.into_iter().map(Upstream::new).collect();
     Ok((Runtime { sites, servers, upstreams }, targets))
+}
+
+/// Every file (or stderr) the sites' access and error logs write to.
+pub(super) fn log_targets(sites: &[Site]) -> Vec<Target> {
+    let mut targets = Vec::new();
+    for site in sites {
+        if let Some((t, _)) = &site.logs.access {
+            targets.push(t.clone());
+        }
+        targets.push(site.logs.error.clone());
+    }
+    targets
 }

@@ -118,13 +118,7 @@ fn prepare(config: Config, config_path: &str, successor: Option<&Successor>) -> 
         None => None,
     };
 
-    let mut targets = Vec::new();
-    for site in &config.sites {
-        if let Some((t, _)) = &site.logs.access {
-            targets.push(t.clone());
-        }
-        targets.push(site.logs.error.clone());
-    }
+    let targets = reload::log_targets(&config.sites);
     let logs = LogWriter::start(&targets)?;
     if let Some(id) = owner {
         privileges::give_logs(&targets, id)?;
