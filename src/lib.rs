@@ -7,6 +7,7 @@
 pub mod ascii;
 pub mod buffer_pool;
 pub mod clock;
+pub mod compression;
 pub mod config;
 pub mod config_file;
 pub mod content_coding;

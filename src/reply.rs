@@ -21,6 +21,12 @@ pub struct Head {
     /// Modification time (seconds since the epoch), sent as `Last-Modified`.
     pub last_modified: Option<i64>,
     pub location: Option<String>,
+    /// `Transfer-Encoding: chunked` (a body compressed on the fly, to an HTTP/1.1 client).
+    pub chunked: bool,
+    /// `Vary: Accept-Encoding`, right after `Connection` as nginx's `gzip_vary` writes it.
+    pub vary_encoding: bool,
+    /// `Content-Encoding`, last (as nginx's gzip filter adds it after the other headers).
+    pub content_encoding: Option<&'static str>,
     /// `ETag` and `Accept-Ranges: bytes`, after `Connection` (typed: a file's usual
     /// headers cost no allocation).
     pub etag: Option<ETag>,
@@ -47,6 +53,11 @@ impl Head {
         &mut self.policy
     }
 
+    /// The encoded header lines besides the typed ones: the location's, then the others.
+    pub fn added_lines(&self) -> impl Iterator<Item = &[u8]> {
+        [&self.policy[..], &self.extra[..]].into_iter()
+    }
+
     pub fn with(mut self, name: &str, value: impl Display) -> Head {
         self.header(name, value);
         self
@@ -69,7 +80,13 @@ impl Head {
         if let Some(loc) = &self.location {
             let _ = write!(out, "Location: {loc}\r\n");
         }
+        if self.chunked {
+            out.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
+        }
         response_head::connection(keepalive, out);
+        if self.vary_encoding {
+            out.extend_from_slice(b"Vary: Accept-Encoding\r\n");
+        }
         if let Some(etag) = &self.etag {
             response_head::header(b"ETag", etag.as_bytes(), out);
         }
@@ -78,22 +95,44 @@ impl Head {
             out.extend_from_slice(b"Accept-Ranges: bytes\r\n");
         }
         out.extend_from_slice(&self.extra);
+        if let Some(coding) = self.content_encoding {
+            let _ = write!(out, "Content-Encoding: {coding}\r\n");
+        }
         out.extend_from_slice(b"\r\n");
     }
 }
 
-/// An ETag, formatted without allocating (at most 35 bytes: two 64-bit hex numbers).
+/// An ETag, formatted without allocating (at most 44 bytes: `W/`, two 64-bit hex numbers
+/// and a coding's name).
 #[derive(Clone, Copy)]
 pub struct ETag {
-    buf: [u8; 40],
+    buf: [u8; 48],
     len: usize,
 }
 
 impl ETag {
     /// nginx's strong ETag of a file: `"<mtime hex>-<size hex>"`.
     pub fn strong(mtime: i64, size: u64) -> ETag {
-        let mut e = ETag { buf: [0; 40], len: 0 };
+        let mut e = ETag { buf: [0; 48], len: 0 };
         let _ = std::fmt::Write::write_fmt(&mut e, format_args!("\"{mtime:x}-{size:x}\""));
+        e
+    }
+
+    /// [`ETag::strong`] of a precompressed file: `"<mtime hex>-<size hex>-<coding>"`.
+    pub fn strong_coded(mtime: i64, size: u64, coding: &str) -> ETag {
+        let mut e = ETag { buf: [0; 48], len: 0 };
+        let _ = std::fmt::Write::write_fmt(&mut e, format_args!("\"{mtime:x}-{size:x}-{coding}\""));
+        e
+    }
+
+    /// The same tag, weak (`W/"…"`), as nginx marks the ETag of an answer it changes
+    /// on the way (compressed: not byte-for-byte the file).
+    pub fn weak(self) -> ETag {
+        if self.starts_with("W/") {
+            return self;
+        }
+        let mut e = ETag { buf: [0; 48], len: 0 };
+        let _ = std::fmt::Write::write_fmt(&mut e, format_args!("W/{self}"));
         e
     }
 }

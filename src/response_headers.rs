@@ -10,7 +10,6 @@
 //! add_header = { X-Frame-Options = "DENY", Strict-Transport-Security = { value = "max-age=63072000", always = true } }
 //! ```
 
-use std::collections::HashMap;
 use std::io::Write as _;
 
 use serde::Deserialize;
@@ -53,11 +52,55 @@ pub struct ResponseHeaders {
 #[serde(untagged)]
 enum RawHeader {
     Value(String),
-    Full {
-        value: String,
-        #[serde(default)]
-        always: bool,
-    },
+    Full(FullHeader),
+}
+
+// a misspelt `alway` is an error, not a silent `false`
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FullHeader {
+    value: String,
+    #[serde(default)]
+    always: bool,
+}
+
+/// Headers `add_header` may not write: they frame the body or the connection, or Portico
+/// writes them itself from the answer (two of them would contradict each other, and a
+/// client or cache may pick either).
+const NOT_ADDABLE: &[(&str, &str)] = &[
+    ("content-length", "the body's length is Portico's to state"),
+    ("transfer-encoding", "the body's framing is Portico's to state"),
+    ("connection", "keep-alive is decided per connection"),
+    ("keep-alive", "keep-alive is decided per connection"),
+    ("upgrade", "it is a hop-by-hop header"),
+    ("te", "it is a request header, hop-by-hop"),
+    ("trailer", "Portico sends no trailers"),
+    ("content-encoding", "it must name how the body is really coded: use gzip/brotli or precompressed"),
+    ("date", "Portico writes the answer's time"),
+    ("server", "Portico writes it"),
+    ("etag", "files and the app have their own; a second one contradicts it"),
+    ("last-modified", "files and the app have their own; a second one contradicts it"),
+];
+
+fn check_name(name: &str) -> Result<(), (String, String)> {
+    if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b)) {
+        return Err((
+            format!("`{name}` in add_header is not a header name"),
+            "header names are letters, digits and `-`, such as X-Frame-Options".into(),
+        ));
+    }
+    match NOT_ADDABLE.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)) {
+        Some((_, why)) => {
+            Err((format!("add_header may not set `{name}`: {why}"), "remove this entry".into()))
+        }
+        None => Ok(()),
+    }
+}
+
+/// Bytes a header value may not hold: controls other than HTAB (CR and LF would end the
+/// line; the others are refused by strict clients) and DEL.
+fn is_forbidden_in_value(b: u8) -> bool {
+    (b < 0x20 && b != b'\t') || b == 0x7f
 }
 
 impl ResponseHeaders {
@@ -82,30 +125,37 @@ impl ResponseHeaders {
             }
         }
         let example = "add_header = { X-Frame-Options = \"DENY\", X-Served-By = { value = \"$hostname\", always = true } }";
-        if let Some(table) = s.get::<HashMap<String, RawHeader>>("add_header", example, diags) {
+        if let Some(table) = s.get::<toml::Table>("add_header", example, diags) {
             let span = table.span();
             let mut added = Vec::new();
-            let mut entries: Vec<(String, RawHeader)> = table.into_inner().into_iter().collect();
-            // a HashMap has no order: the lines go out sorted by name, the same every time
-            entries.sort_by(|a, b| a.0.cmp(&b.0));
-            for (name, raw) in entries {
-                if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b)) {
-                    diags.error(
-                        span.clone(),
-                        format!("`{name}` in add_header is not a header name"),
-                        Some("header names are letters, digits and `-`, such as X-Frame-Options".into()),
-                    );
+            // a table keeps the file's order: the lines go out as written
+            for (name, raw) in table.into_inner() {
+                let raw: RawHeader = match RawHeader::deserialize(raw) {
+                    Ok(r) => r,
+                    Err(_) => {
+                        diags.error(
+                            span.clone(),
+                            format!("add_header `{name}` must be a string or {{ value = \"...\", always = true }}"),
+                            Some(format!("write it like: {name} = \"value\"")),
+                        );
+                        continue;
+                    }
+                };
+                if let Err((message, hint)) = check_name(&name) {
+                    diags.error(span.clone(), message, Some(hint));
                     continue;
                 }
                 let (value, always) = match raw {
                     RawHeader::Value(v) => (v, false),
-                    RawHeader::Full { value, always } => (value, always),
+                    RawHeader::Full(FullHeader { value, always }) => (value, always),
                 };
-                if value.bytes().any(|b| b == b'\r' || b == b'\n') {
+                if value.bytes().any(is_forbidden_in_value) {
                     diags.error(
                         span.clone(),
-                        format!("the add_header value of `{name}` holds a line break"),
-                        None,
+                        format!(
+                            "the add_header value of `{name}` holds a control character (a line break, say)"
+                        ),
+                        Some("a header value is one line of printable text; tabs are allowed".into()),
                     );
                     continue;
                 }
@@ -186,9 +236,10 @@ impl ResponseHeaders {
                 out.truncate(start);
                 continue;
             }
-            // a variable's value never ends a line early
+            // a variable's value (a client's bytes, say) never ends the line early nor
+            // puts a control character in it
             for b in &mut out[value_at..] {
-                if *b == b'\r' || *b == b'\n' {
+                if is_forbidden_in_value(*b) {
                     *b = b' ';
                 }
             }
@@ -222,11 +273,14 @@ fn write_expires(expires: Expires, last_modified: Option<i64>, now: i64, out: &m
             );
             return;
         }
+        // nginx: a zero time is "now, max-age=0", also after `modified`
+        Expires::After(0) | Expires::Modified(0) => (now, 0),
         Expires::After(s) => (now.saturating_add(s), s),
         Expires::Modified(s) => (last_modified.unwrap_or(now).saturating_add(s), s),
     };
     let max_age = at.saturating_sub(now);
-    if let Some(date) = crate::clock::http_date(at) {
+    // an HTTP date says years 1970 to 9999: a time past either end is written as the end
+    if let Some(date) = crate::clock::http_date(at.clamp(0, LAST_HTTP_DATE)) {
         let _ = write!(out, "Expires: {date}\r\n");
     }
     if offset < 0 || max_age < 0 {
@@ -235,6 +289,9 @@ fn write_expires(expires: Expires, last_modified: Option<i64>, now: i64, out: &m
         let _ = write!(out, "Cache-Control: max-age={max_age}\r\n");
     }
 }
+
+/// 9999-12-31 23:59:59 UTC.
+const LAST_HTTP_DATE: i64 = 253_402_300_799;
 
 /// The most `expires` may say: 68 years, as nginx's time_t arithmetic allows.
 const MAX_EXPIRES: i64 = i32::MAX as i64;
@@ -260,16 +317,28 @@ pub fn parse_expires(text: &str) -> Result<Expires, String> {
     Ok(if modified { Expires::Modified(secs) } else { Expires::After(secs) })
 }
 
-/// nginx's time syntax in seconds: an optional sign, then numbers with units (`s`, `m`,
-/// `h`, `d`, `w`, `M` 30 days, `y` 365 days; none: seconds), spaces allowed between.
+/// nginx's time syntax in seconds: an optional sign, then numbers with units (`y` 365
+/// days, `M` 30 days, `w`, `d`, `h`, `m`, `s`; none: seconds) from the largest down, each
+/// at most once (`1h 30m`, not `30m 1h`), spaces allowed between.
 fn parse_time(text: &str) -> Option<i64> {
     let (negative, mut rest) = match text.as_bytes().first()? {
         b'-' => (true, &text[1..]),
         b'+' => (false, &text[1..]),
         _ => (false, text),
     };
+    const UNITS: [(char, i64); 7] = [
+        ('y', 365 * 86_400),
+        ('M', 30 * 86_400),
+        ('w', 7 * 86_400),
+        ('d', 86_400),
+        ('h', 3600),
+        ('m', 60),
+        ('s', 1),
+    ];
     let mut total: i64 = 0;
     let mut any = false;
+    // the units still allowed: those after the last one used
+    let mut next_unit = 0;
     while !rest.trim_start().is_empty() {
         rest = rest.trim_start();
         let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
@@ -278,23 +347,19 @@ fn parse_time(text: &str) -> Option<i64> {
         }
         let n: i64 = rest[..digits].parse().ok()?;
         rest = &rest[digits..];
-        let unit = match rest.chars().next() {
+        let unit_char = match rest.chars().next() {
             Some(c) if c.is_ascii_alphabetic() => {
                 rest = &rest[1..];
-                match c {
-                    's' => 1,
-                    'm' => 60,
-                    'h' => 3600,
-                    'd' => 86_400,
-                    'w' => 7 * 86_400,
-                    'M' => 30 * 86_400,
-                    'y' => 365 * 86_400,
-                    _ => return None,
-                }
+                c
             }
-            _ => 1,
+            _ => 's',
         };
-        total = total.checked_add(n.checked_mul(unit)?)?;
+        let at = UNITS.iter().position(|(c, _)| *c == unit_char)?;
+        if at < next_unit {
+            return None;
+        }
+        next_unit = at + 1;
+        total = total.checked_add(n.checked_mul(UNITS[at].1)?)?;
         any = true;
     }
     (any && total <= MAX_EXPIRES).then_some(if negative { -total } else { total })
@@ -329,6 +394,18 @@ mod tests {
         assert!(parse_expires("@15h").is_err());
         assert!(parse_expires("soon").is_err());
         assert!(parse_expires("99999999999d").is_err());
+        assert!(parse_expires("30m 1h").is_err(), "units from the largest down, as nginx");
+        assert!(parse_expires("1d1d").is_err());
+        assert!(parse_expires("5ms").is_err(), "no milliseconds in expires");
+        assert_eq!(parse_expires("1d 12h"), Ok(Expires::After(129_600)));
+        assert_eq!(
+            lines(Expires::Modified(0), 200, Some(999_000_000)),
+            "Expires: Sun, 09 Sep 2001 01:46:40 GMT\r\nCache-Control: max-age=0\r\n",
+            "zero: now and max-age=0, as nginx"
+        );
+        assert!(
+            lines(Expires::After(-MAX_EXPIRES), 200, None).contains("Expires: Thu, 01 Jan 1970 00:00:00 GMT")
+        );
         assert_eq!(
             lines(Expires::After(3600), 200, None),
             "Expires: Sun, 09 Sep 2001 02:46:40 GMT\r\nCache-Control: max-age=3600\r\n"
@@ -363,5 +440,74 @@ mod tests {
         out.clear();
         policy.write(404, None, 0, &NoVars, &mut out);
         assert_eq!(out, b"X-B: b\r\n");
+    }
+
+    fn server_headers(add_header: &str) -> Result<ResponseHeaders, String> {
+        let src = format!(
+            "[[server]]\nroot = \"/srv\"\nadd_header = {add_header}\n[[server.location]]\nmatch = \"/\"\n"
+        );
+        match crate::config_file::parse(&src, "t.toml") {
+            Ok((c, _)) => Ok(c.sites[0].headers.clone()),
+            Err(d) => {
+                Err(d.iter().map(|d| format!("{}: {}", d.line, d.message)).collect::<Vec<_>>().join("; "))
+            }
+        }
+    }
+
+    #[test]
+    fn added_headers_keep_the_files_order() {
+        let h =
+            server_headers("{ X-Zulu = \"z\", X-Alpha = \"a\", X-Mike = { value = \"m\", always = true } }")
+                .expect("valid");
+        let names: Vec<&str> = h.added.iter().map(|a| a.name.as_str()).collect();
+        assert_eq!(names, ["X-Zulu", "X-Alpha", "X-Mike"]);
+    }
+
+    #[test]
+    fn framing_and_own_headers_and_control_characters_are_refused() {
+        for name in [
+            "Content-Length",
+            "transfer-encoding",
+            "Connection",
+            "Keep-Alive",
+            "Upgrade",
+            "TE",
+            "Trailer",
+            "Content-Encoding",
+            "Date",
+            "Server",
+            "ETag",
+            "Last-Modified",
+        ] {
+            let e = server_headers(&format!("{{ {name} = \"x\" }}")).expect_err(name);
+            assert!(e.contains("may not set"), "{name}: {e}");
+        }
+        let e = server_headers("{ X-A = \"a\\u0007b\" }").expect_err("BEL");
+        assert!(e.contains("control character"), "{e}");
+        let e = server_headers("{ X-A = \"a\\r\\nX-B: b\" }").expect_err("CRLF");
+        assert!(e.contains("control character"), "{e}");
+        assert!(server_headers("{ X-A = \"a\\tb\" }").is_ok(), "a tab is allowed");
+        let e = server_headers("{ X-A = { value = \"a\", alway = true } }").expect_err("typo");
+        assert!(e.contains("must be a string or"), "{e}");
+        assert!(server_headers("{ Cache-Control = \"public\" }").is_ok());
+    }
+
+    #[test]
+    fn a_variables_control_characters_become_spaces() {
+        struct Evil;
+        impl VarSource for Evil {
+            fn write_var(&self, _: &Var, out: &mut Vec<u8>) -> bool {
+                out.extend_from_slice(b"a\r\nSet-Cookie: x\x00\x7f\tz");
+                true
+            }
+        }
+        let t = Template::parse("$uri", Scope::Request { named_groups: &[] }).unwrap();
+        let policy = ResponseHeaders {
+            expires: Expires::Off,
+            added: vec![Added { name: "X-U".into(), value: t, always: true }],
+        };
+        let mut out = Vec::new();
+        policy.write(200, None, 0, &Evil, &mut out);
+        assert_eq!(out, b"X-U: a  Set-Cookie: x  \tz\r\n");
     }
 }

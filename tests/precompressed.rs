@@ -21,6 +21,10 @@ match = "/"
 [[server.location]]
 match = "/gz/"
 gzip_static = true
+
+[[server.location]]
+match = "/novary/"
+gzip_vary = false
 "#;
 
 const CSS: &str = "body { color: red }\n";
@@ -34,6 +38,16 @@ fn start() -> Portico {
         d.write(&format!("{dir}/app.css.gz"), GZ);
         d.write(&format!("{dir}/app.css.br"), BR);
     }
+    // .br and .gz of one size with one mtime, as `gzip -k` and `brotli -k` can leave them
+    d.write("html/same.css", CSS);
+    let gz = d.write("html/same.css.gz", b"0123456789");
+    let br = d.write("html/same.css.br", b"abcdefghij");
+    let t = SystemTime::now();
+    for f in [gz, br] {
+        std::fs::File::options().write(true).open(f).unwrap().set_modified(t).unwrap();
+    }
+    d.write("html/novary/app.css", CSS);
+    d.write("html/novary/app.css.gz", GZ);
     d.write("html/plain.css", CSS);
     d.write("html/stale.css", CSS);
     let stale = d.write("html/stale.css.gz", GZ);
@@ -112,4 +126,44 @@ fn unknown_codings_and_both_keys_are_refused_with_a_hint() {
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("p.toml:3:") && stderr.contains("`deflate` in precompressed"), "{stderr}");
     assert!(stderr.contains("p.toml:7:") && stderr.contains("`gzip_static` and `precompressed`"), "{stderr}");
+}
+
+#[test]
+fn each_sidecar_has_an_etag_naming_its_coding() {
+    let p = start();
+    let gz = get(&p, "/same.css", "Accept-Encoding: gzip\r\n");
+    let br = get(&p, "/same.css", "Accept-Encoding: br\r\n");
+    assert_eq!((gz.body.as_slice(), br.body.as_slice()), (&b"0123456789"[..], &b"abcdefghij"[..]));
+    let (g, b) = (gz.header("etag").unwrap(), br.header("etag").unwrap());
+    assert!(g.ends_with("-gzip\"") && b.ends_with("-br\""), "{g} {b}");
+    let r = get(&p, "/same.css", &format!("Accept-Encoding: br\r\nIf-None-Match: {g}\r\n"));
+    assert_eq!(r.status, 200, "the gzip copy's tag does not validate the brotli copy");
+}
+
+#[test]
+fn no_sidecar_for_http_1_0_or_through_a_proxy_but_vary_still() {
+    let p = start();
+    let r = p.request("GET /app.css HTTP/1.0\r\nAccept-Encoding: gzip\r\n\r\n");
+    assert_eq!((r.body.as_slice(), r.header("content-encoding")), (CSS.as_bytes(), None), "{}", r.head);
+    assert_eq!(r.header("vary"), Some("Accept-Encoding"));
+    let r = get(&p, "/app.css", "Accept-Encoding: gzip\r\nVia: 1.1 squid\r\n");
+    assert_eq!(
+        (r.body.as_slice(), r.header("vary")),
+        (CSS.as_bytes(), Some("Accept-Encoding")),
+        "{}",
+        r.head
+    );
+    let r = get(&p, "/novary/app.css", "Accept-Encoding: gzip\r\n");
+    assert_eq!((r.body.as_slice(), r.header("vary")), (GZ, None), "gzip_vary = false: {}", r.head);
+}
+
+#[test]
+fn several_ranges_of_a_sidecar_get_all_of_it_and_a_416_varies() {
+    let p = start();
+    let r = get(&p, "/app.css", "Accept-Encoding: gzip\r\nRange: bytes=0-1,4-5\r\n");
+    assert_eq!((r.status, r.body.as_slice()), (200, GZ), "{}", r.head);
+    assert_eq!(r.header("content-encoding"), Some("gzip"));
+    let r = get(&p, "/app.css", "Accept-Encoding: gzip\r\nRange: bytes=9000-\r\n");
+    assert_eq!((r.status, r.header("vary")), (416, Some("Accept-Encoding")), "{}", r.head);
+    assert_eq!(r.header("content-encoding"), None);
 }

@@ -14,6 +14,7 @@ listen = ["127.0.0.1:{port}"]
 server_name = ["localhost"]
 root = "{dir}/html"
 expires = "1h"
+client_max_body_size = "1k"
 add_header = { X-Frame-Options = "DENY", X-Served-For = { value = "$host$request_uri", always = true } }
 
 [[server.location]]
@@ -30,6 +31,10 @@ add_header = { X-Own = "yes" }
 [[server.location]]
 match = "/off/"
 expires = "off"
+
+[[server.location]]
+match = "/echo/"
+add_header = { X-Uri = { value = "$uri", always = true } }
 
 [[server.location]]
 match = "/app/"
@@ -121,4 +126,19 @@ fn an_apps_answer_gets_them_and_expires_replaces_its_own() {
     // Portico's own 502 for the location: the `always` line only
     let r = p.get("/dead/x");
     assert_eq!((r.status, r.header("x-always"), count(&r, "x-app")), (502, Some("on"), 0), "{}", r.head);
+    // and its 413 for a body over client_max_body_size
+    let body = "x".repeat(2048);
+    let r = p.request(&format!(
+        "POST /app/echo HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n800\r\n{body}\r\n0\r\n\r\n"
+    ));
+    assert_eq!((r.status, r.header("x-always"), count(&r, "x-app")), (413, Some("on"), 0), "{}", r.head);
+}
+
+#[test]
+fn a_decoded_line_break_in_a_variable_cannot_add_a_header() {
+    let (p, _app) = start();
+    let r = p.get("/echo/a%0d%0aSet-Cookie:%20x=1%09%7fz");
+    assert_eq!(r.status, 404);
+    assert_eq!(count(&r, "set-cookie"), 0, "{}", r.head);
+    assert_eq!(r.header("x-uri"), Some("/echo/a  Set-Cookie: x=1\t z"), "{}", r.head);
 }

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 
 use toml::de::DeTable;
 
+use crate::compression::Compression;
 use crate::config::diag::{self, Diagnostic, Diagnostics};
 use crate::config::section::Section;
 use crate::error_pages::ErrorPages;
@@ -51,6 +52,8 @@ pub struct Site {
     pub error_pages: ErrorPages,
     /// The server's own `expires` and `add_header`, for requests no location matches.
     pub headers: ResponseHeaders,
+    /// The server's own compression keys, for requests no location matches.
+    pub compression: Compression,
 }
 
 /// One `[[server.location]]` table.
@@ -61,6 +64,7 @@ pub struct Location {
     pub uwsgi: Option<UwsgiLocation>,
     pub error_pages: ErrorPages,
     pub headers: ResponseHeaders,
+    pub compression: Compression,
 }
 
 /// The outcome of loading: the configuration and its warnings, or every diagnostic.
@@ -273,12 +277,20 @@ fn parse_site(s: &mut Section, top: &TopLevel, diags: &mut Diagnostics) -> Site 
     let file_defaults = FileDefaults::parse(s, diags);
     let site_error_pages = ErrorPages::parse(s, &ErrorPages::default(), diags);
     let site_headers = ResponseHeaders::parse(s, &ResponseHeaders::default(), &[], diags);
+    let site_compression = Compression::parse(s, &Compression::default(), diags);
 
     let mut locations = Vec::new();
     let mut spans = Vec::new();
     for (_, mut ls) in s.tables("location", "[[server.location]]", diags) {
         let span = ls.span();
-        if let Some(l) = parse_location(&mut ls, &file_defaults, &site_error_pages, &site_headers, diags) {
+        if let Some(l) = parse_location(
+            &mut ls,
+            &file_defaults,
+            &site_error_pages,
+            &site_headers,
+            &site_compression,
+            diags,
+        ) {
             locations.push(l);
             spans.push(span);
         }
@@ -341,6 +353,7 @@ fn parse_site(s: &mut Section, top: &TopLevel, diags: &mut Diagnostics) -> Site 
         index,
         error_pages: site_error_pages,
         headers: site_headers,
+        compression: site_compression,
     }
 }
 
@@ -349,6 +362,7 @@ fn parse_location(
     file_defaults: &FileDefaults,
     site_error_pages: &ErrorPages,
     site_headers: &ResponseHeaders,
+    site_compression: &Compression,
     diags: &mut Diagnostics,
 ) -> Option<Location> {
     let matcher = match s.get::<String>("match", "match = \"/static\"", diags) {
@@ -375,7 +389,8 @@ fn parse_location(
     let uwsgi = UwsgiLocation::parse(s, &named_groups, diags);
     let error_pages = ErrorPages::parse(s, site_error_pages, diags);
     let headers = ResponseHeaders::parse(s, site_headers, &named_groups, diags);
-    Some(Location { matcher: matcher?, files, uwsgi, error_pages, headers })
+    let compression = Compression::parse(s, site_compression, diags);
+    Some(Location { matcher: matcher?, files, uwsgi, error_pages, headers, compression })
 }
 
 #[cfg(test)]

@@ -31,7 +31,7 @@ pub(super) fn run_location(
         return None;
     }
     let vars = Vars::of_request(info, &site.name);
-    Some(serve(&loc.files, &file_request(info, &vars), notes))
+    Some(serve(&loc.files, &loc.compression, &file_request(info, &vars), notes))
 }
 
 pub(super) fn file_request<'a>(info: &'a RequestInfo, vars: &'a Vars<'a, 'a>) -> FileRequest<'a> {

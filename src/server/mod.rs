@@ -5,6 +5,7 @@
 //! Everything here needs pingora and tokio: the module is behind the `server` feature.
 
 mod app;
+mod compress_reply;
 mod content;
 mod explain;
 mod internal_redirects;

@@ -58,7 +58,10 @@ impl Runtime {
                     let (status, modified) = (r.head.status, r.head.last_modified);
                     policy.write(status, modified, crate::clock::now().secs, &vars, r.head.policy_lines());
                 }
-                self.respond(ex, &answer, r, sendfile, notes, UpstreamFields::default()).await
+                let compression = location.map_or(&site.compression, |id| &site.locations[id].compression);
+                let encoder = super::compress_reply::prepare(compression, &req, answer.head_only, &mut r);
+                self.respond_coded(ex, &answer, (r, encoder), sendfile, notes, UpstreamFields::default())
+                    .await
             }
             Routed::Forward(location) => self.forward_to_uwsgi(ex, &answer, location, notes).await,
         };

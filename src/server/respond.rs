@@ -4,7 +4,11 @@
 //! the stream is a plain socket and the location has `sendfile` on (else read and
 //! written), then the request's logs.
 
+use std::os::unix::fs::FileExt;
+
+use crate::compression::Encoder;
 use crate::http1::exchange::{Exchange, SendError};
+use crate::http1::response_head::{chunk_start, CHUNK_END, LAST_CHUNK};
 use crate::log::{Level, Note};
 use crate::reply::{closes_connection, Body, Part, Parts, Reply};
 
@@ -29,21 +33,42 @@ impl super::app::Runtime {
         answer: &Answer<'_, '_>,
         reply: Reply,
         sendfile: bool,
+        notes: Vec<Note>,
+        upstream: UpstreamFields,
+    ) -> Done {
+        self.respond_coded(ex, answer, (reply, None), sendfile, notes, upstream).await
+    }
+
+    /// [`Runtime::respond`] with the body compressed on the way when an encoder comes
+    /// with the reply (its head already says so: `compress_reply::prepare`).
+    pub(super) async fn respond_coded(
+        &self,
+        ex: &mut Exchange<'_>,
+        answer: &Answer<'_, '_>,
+        (reply, encoder): (Reply, Option<Encoder>),
+        sendfile: bool,
         mut notes: Vec<Note>,
         upstream: UpstreamFields,
     ) -> Done {
         let mut reply = reply;
-        let mut keep_alive = answer.keep_alive && !closes_connection(reply.head.status);
+        let mut encoder = encoder;
+        // a coded body without chunks ends with the connection (an HTTP/1.0 client)
+        let close_delimited = encoder.is_some() && !reply.head.chunked;
+        let mut keep_alive = answer.keep_alive && !closes_connection(reply.head.status) && !close_delimited;
         if keep_alive && ex.body_pending() {
             // what came with the head is read now: bad framing there is still a 400
             if let Err(e) = ex.discard_buffered() {
                 notes.push(Note::new(Level::Info, format!("client sent invalid chunked body ({e})")));
                 reply = Reply::error(400);
                 keep_alive = false;
+                encoder = None;
             }
         }
         let linger = ex.body_pending();
-        let result = send_reply(ex, &reply, answer.head_only, keep_alive, sendfile).await;
+        let result = match encoder {
+            Some(e) => send_coded(ex, &reply, e, keep_alive).await,
+            None => send_reply(ex, &reply, answer.head_only, keep_alive, sendfile).await.map_err(Cut::Send),
+        };
         let mut response = ResponseInfo {
             status: reply.head.status,
             content_type: reply.head.content_type.clone(),
@@ -61,11 +86,8 @@ impl super::app::Runtime {
                 let clean = keep_alive && (!linger || ex.discard_body().await);
                 Done { keep_alive: clean, linger: linger && !keep_alive }
             }
-            Err(e) => {
-                // a client going away is routine; a file shrinking under its answer is not
-                let level =
-                    if matches!(e, SendError::FileTruncated { .. }) { Level::Alert } else { Level::Info };
-                notes.push(Note::new(level, e.to_string()));
+            Err(cut) => {
+                notes.push(cut.note());
                 Done { keep_alive: false, linger: false }
             }
         };
@@ -121,4 +143,116 @@ async fn send_reply(
         }
     }
     Ok(sent(ex))
+}
+
+/// Why an answer stopped part-way.
+enum Cut {
+    Send(SendError),
+    /// Reading the file failed (the file system, not the client).
+    Read(std::io::Error),
+    /// The file became shorter than it was when the answer started.
+    Truncated(u64),
+    Encode(crate::compression::encoder::EncodeError),
+}
+
+impl Cut {
+    fn note(&self) -> Note {
+        match self {
+            // a client going away is routine; a file shrinking under its answer is not
+            Cut::Send(e @ SendError::FileTruncated { .. }) => Note::new(Level::Alert, e.to_string()),
+            Cut::Send(e) => Note::new(Level::Info, e.to_string()),
+            Cut::Read(e) => Note::new(
+                Level::Crit,
+                format!("pread() failed {} while compressing a file", crate::errno::describe(e)),
+            ),
+            Cut::Truncated(at) => {
+                Note::new(Level::Alert, format!("the file was truncated at {at} while compressing it"))
+            }
+            Cut::Encode(e) => Note::new(Level::Alert, e.to_string()),
+        }
+    }
+}
+
+/// Bytes read from a file at a time while compressing it.
+const READ_CHUNK: usize = 64 << 10;
+/// Coded bytes gathered before they go out as one chunk.
+const CHUNK: usize = 16 << 10;
+
+/// Sends `reply` with its body through `encoder`: the head (which already says how),
+/// then the coded body in chunks of about [`CHUNK`] (or as they come, to HTTP/1.0).
+async fn send_coded(
+    ex: &mut Exchange<'_>,
+    reply: &Reply,
+    mut encoder: Encoder,
+    keepalive: bool,
+) -> Result<Sent, Cut> {
+    let before = ex.bytes_sent();
+    crate::clock::with_http_date(|date| reply.head.encode(date, keepalive, ex.out));
+    let head_bytes = ex.out.len() as u64;
+    let chunked = reply.head.chunked;
+    let mut coded = crate::buffer_pool::take(CHUNK * 2);
+    let result = async {
+        match &reply.body {
+            Body::Empty => {}
+            Body::Bytes(b) => encoder.write(b, &mut coded).map_err(Cut::Encode)?,
+            Body::File { file, parts: Parts::Range { offset, len } } => {
+                let mut buf = crate::buffer_pool::take(READ_CHUNK);
+                buf.resize(READ_CHUNK, 0);
+                let read = async {
+                    let (mut pos, end) = (*offset, offset.saturating_add(*len));
+                    while pos < end {
+                        let want = usize::try_from(end - pos).unwrap_or(READ_CHUNK).min(READ_CHUNK);
+                        let n = file.read_at(&mut buf[..want], pos).map_err(Cut::Read)?;
+                        if n == 0 {
+                            return Err(Cut::Truncated(pos));
+                        }
+                        pos += n as u64;
+                        encoder.write(&buf[..n], &mut coded).map_err(Cut::Encode)?;
+                        if coded.len() >= CHUNK {
+                            emit(ex, &mut coded, chunked).await?;
+                            // a big file must not starve the other connections here
+                            tokio::task::consume_budget().await;
+                        }
+                    }
+                    Ok(())
+                }
+                .await;
+                crate::buffer_pool::give(buf);
+                read?;
+            }
+            // ranges are never compressed: `compress_reply::prepare` leaves them alone
+            Body::File { parts: Parts::Multipart(_), .. } => {}
+        }
+        encoder.finish(&mut coded).map_err(Cut::Encode)?;
+        if !coded.is_empty() {
+            frame(ex, &coded, chunked);
+            coded.clear();
+        }
+        if chunked {
+            ex.out.extend_from_slice(LAST_CHUNK);
+        }
+        ex.write_out(false).await.map_err(Cut::Send)
+    }
+    .await;
+    crate::buffer_pool::give(coded);
+    result?;
+    Ok(Sent { head_bytes, body_bytes: ex.bytes_sent() - before - head_bytes })
+}
+
+/// Appends `coded` to the write buffer, as one chunk when `chunked`.
+fn frame(ex: &mut Exchange<'_>, coded: &[u8], chunked: bool) {
+    if chunked {
+        chunk_start(coded.len(), ex.out);
+    }
+    ex.out.extend_from_slice(coded);
+    if chunked {
+        ex.out.extend_from_slice(CHUNK_END);
+    }
+}
+
+/// Sends what the encoder gave out so far (with the head, the first time).
+async fn emit(ex: &mut Exchange<'_>, coded: &mut Vec<u8>, chunked: bool) -> Result<(), Cut> {
+    frame(ex, coded, chunked);
+    coded.clear();
+    ex.write_out(true).await.map_err(Cut::Send)
 }

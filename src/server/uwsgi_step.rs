@@ -38,8 +38,18 @@ impl Runtime {
         let site = &rt.site;
         let settings = &site.connection;
         let none = UpstreamFields::default;
+        let policy = &site.locations[location].headers;
+        // Portico's own page for this location (413, 431, 502...): with its `always` lines
+        let own_page = |status: u16| {
+            let mut reply = Reply::error(status);
+            if !policy.is_empty() {
+                let vars = Vars::of_request(info, &site.name);
+                policy.write(status, None, crate::clock::now().secs, &vars, reply.head.policy_lines());
+            }
+            reply
+        };
         let Some(uw) = site.locations[location].uwsgi.as_ref() else {
-            return self.respond(ex, answer, Reply::error(500), false, notes, none()).await;
+            return self.respond(ex, answer, own_page(500), false, notes, none()).await;
         };
         let upstream = &self.upstreams[uw.upstream];
         let req = info.req;
@@ -57,7 +67,7 @@ impl Runtime {
                 return match body_refused(e, settings, &mut notes) {
                     BodyRefused::Status(status) => {
                         let closing = Answer { keep_alive: false, ..*answer };
-                        self.respond(ex, &closing, Reply::error(status), false, notes, none()).await
+                        self.respond(ex, &closing, own_page(status), false, notes, none()).await
                     }
                     BodyRefused::ClientGone => {
                         let response = ResponseInfo { status: 499, ..ResponseInfo::default() };
@@ -93,9 +103,8 @@ impl Runtime {
             crate::buffer_pool::give(packet);
             let label = upstream_label(&upstream.pool.config().name);
             notes.push(Note { level: Level::Error, message: e.to_string(), upstream: Some(label) });
-            return self.respond(ex, answer, Reply::error(431), false, notes, none()).await;
+            return self.respond(ex, answer, own_page(431), false, notes, none()).await;
         }
-        let policy = &site.locations[location].headers;
         let rendered = (!policy.is_empty()).then(|| policy.render_added(&Vars::of_request(info, &site.name)));
         let exchange = UwsgiExchange {
             packet: &packet,
@@ -104,6 +113,7 @@ impl Runtime {
             client_http10: req.version() == Version::Http10,
             keep_alive: answer.keep_alive,
             headers: rendered.as_ref().map(|r| (policy, r)),
+            compression: Some(&site.locations[location].compression).filter(|c| c.is_on()).map(|c| (c, req)),
         };
         let forwarded = forward(ex, upstream, exchange).await;
         crate::buffer_pool::give(packet);
@@ -125,14 +135,7 @@ impl Runtime {
                 Done { keep_alive: false, linger: false }
             }
             // an unread body is read and dropped before the connection is reused
-            Err(status) => {
-                let mut reply = Reply::error(status);
-                if let Some(r) = &rendered {
-                    // a 502/504 of this location: its `always` add_header lines
-                    policy.write_rendered(status, None, 0, r, reply.head.policy_lines());
-                }
-                self.respond(ex, answer, reply, false, notes, fields).await
-            }
+            Err(status) => self.respond(ex, answer, own_page(status), false, notes, fields).await,
             Ok(relayed) => {
                 let response = ResponseInfo {
                     status: relayed.status,

@@ -20,6 +20,12 @@ impl FileFacts {
     pub fn etag(&self) -> ETag {
         ETag::strong(self.mtime, self.size)
     }
+
+    /// The strong ETag of a precompressed file: nginx's, with the coding, so that the
+    /// `.br` and `.gz` of one file (which may share a size and `gzip -k`'s mtime) differ.
+    pub fn etag_coded(&self, coding: &str) -> ETag {
+        ETag::strong_coded(self.mtime, self.size, coding)
+    }
 }
 
 /// `Content-Type` for a file name, by its extension. Follows nginx's stock `mime.types`

@@ -5,6 +5,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 
+use crate::compression::decide::may_code;
+use crate::compression::{Compression, ResponseFacts};
 use crate::content_coding::{choose, Coding};
 use crate::http1::request_head::{Known, Method, Request};
 use crate::log::{Level, Note};
@@ -92,8 +94,9 @@ pub fn try_files_seen(
     }))
 }
 
-/// Serves `req.uri` from the location's files.
-pub fn serve(cfg: &FilesConfig, req: &FileRequest, notes: &mut Vec<Note>) -> Outcome {
+/// Serves `req.uri` from the location's files (`coding`: its compression keys, which say
+/// whether a precompressed file may be sent to this request).
+pub fn serve(cfg: &FilesConfig, coding: &Compression, req: &FileRequest, notes: &mut Vec<Note>) -> Outcome {
     if !matches!(req.method, Method::Get | Method::Head | Method::Post) {
         return Outcome::Reply(not_allowed());
     }
@@ -135,9 +138,9 @@ pub fn serve(cfg: &FilesConfig, req: &FileRequest, notes: &mut Vec<Note>) -> Out
                 return Outcome::Reply(not_allowed());
             }
             if cfg.precompressed.is_empty() {
-                return file_reply(file, facts, cfg.max_ranges, req);
+                return file_reply(file, facts, None, cfg.max_ranges, req);
             }
-            precompressed_reply(cfg, &path, file, facts, req)
+            precompressed_reply(cfg, coding, &path, file, facts, req)
         }
         Err(f) => {
             let (status, level) = match f.kind {
@@ -213,59 +216,82 @@ fn serve_index(cfg: &FilesConfig, req: &FileRequest, notes: &mut Vec<Note>) -> O
 
 /// With `precompressed`: the fresh precompressed file (not older than the file) of the
 /// coding the client prefers, sent as the file with `Content-Encoding` and an ETag of its
-/// own; else the file. Either way `Vary: Accept-Encoding` when such a file exists, so
-/// that caches keep both.
+/// own; else the file. `Vary: Accept-Encoding` whenever such a file exists (and
+/// `gzip_vary` is on), so that caches keep both. Precompressed files are looked up in the
+/// client's order of preference, the first fresh one ending the search; only for requests
+/// that may get a coded answer (HTTP/1.1, `gzip_proxied` through a proxy).
 fn precompressed_reply(
     cfg: &FilesConfig,
+    coding: &Compression,
     path: &MappedPath,
     file: crate::reply::OpenFile,
     facts: FileFacts,
     req: &FileRequest,
 ) -> Outcome {
-    let mut fresh = Vec::new();
-    for &coding in &cfg.precompressed {
+    // a location aliasing one file has no directory to look beside it in
+    if path.rel.is_empty() {
+        return file_reply(file, facts, None, cfg.max_ranges, req);
+    }
+    let fresh_beside = |c: Coding| {
         let mut rel = path.rel.to_vec();
-        rel.extend_from_slice(coding.suffix());
+        rel.extend_from_slice(c.suffix());
         let beside = MappedPath { base: path.base, rel: rel.into(), written: path.written };
         // the same rules as the file itself: beneath its directory, symlinks as configured
-        if let Ok(Opened::File { file, facts: f }) =
-            open_in(cfg.open_file_cache.as_ref(), &beside, cfg.symlinks)
-        {
-            if f.mtime >= facts.mtime {
-                fresh.push((coding, file, f));
-            }
+        match open_in(cfg.open_file_cache.as_ref(), &beside, cfg.symlinks) {
+            Ok(Opened::File { file, facts: f }) if f.mtime >= facts.mtime => Some((file, f)),
+            _ => None,
         }
+    };
+    let may_code = may_code(coding, &req.request, &ResponseFacts::default(), crate::clock::now().secs);
+    // the codings not tried yet, in the configuration's order (at most the three there are)
+    let mut left = [Coding::Br; 3];
+    let mut n = 0;
+    for &c in cfg.precompressed.iter().take(left.len()) {
+        left[n] = c;
+        n += 1;
     }
-    if fresh.is_empty() {
-        return file_reply(file, facts, cfg.max_ranges, req);
-    }
-    let offered: Vec<Coding> = fresh.iter().map(|(c, _, _)| *c).collect();
-    let chosen = choose(req.request.header_values(b"accept-encoding"), &offered);
-    let mut outcome = match chosen.and_then(|c| fresh.into_iter().find(|(f, _, _)| *f == c)) {
-        Some((coding, sidecar, f)) => {
-            let mut o = file_reply(sidecar, f, cfg.max_ranges, req);
+    // in the client's order of preference, the first fresh one ends the search
+    while may_code && n > 0 {
+        let Some(c) = choose(req.request.header_values(b"accept-encoding"), &left[..n]) else { break };
+        let Some(i) = left[..n].iter().position(|&l| l == c) else { break };
+        left.copy_within(i + 1..n, i);
+        n -= 1;
+        if let Some((sidecar, f)) = fresh_beside(c) {
+            let mut o = file_reply(sidecar, f, Some(c), cfg.max_ranges, req);
             if let Outcome::Reply(r) = &mut o {
                 if r.head.status != 304 && r.head.status != 416 {
-                    r.head.header("Content-Encoding", coding.token());
+                    r.head.content_encoding = Some(c.token());
                 }
+                r.head.vary_encoding = coding.vary;
             }
-            o
-        }
-        None => file_reply(file, facts, cfg.max_ranges, req),
-    };
-    if let Outcome::Reply(r) = &mut outcome {
-        if r.head.status != 416 {
-            r.head.header("Vary", "Accept-Encoding");
+            return o;
         }
     }
-    outcome
+    // the client gets the file; whether another client would get a coded one decides Vary
+    let vary = coding.vary && left[..n].iter().any(|&c| fresh_beside(c).is_some());
+    let mut o = file_reply(file, facts, None, cfg.max_ranges, req);
+    if let Outcome::Reply(r) = &mut o {
+        r.head.vary_encoding = vary;
+    }
+    o
 }
 
 static BOUNDARY: AtomicU64 = AtomicU64::new(0);
 
-/// The 200/206/304/412/416 response for an open file.
-fn file_reply(file: crate::reply::OpenFile, facts: FileFacts, max_ranges: u32, req: &FileRequest) -> Outcome {
-    let etag = facts.etag();
+/// The 200/206/304/412/416 response for an open file; `coded` when it is the
+/// precompressed file of that coding (its ETag names the coding, and several ranges of it
+/// are answered with all of it: a multipart answer of coded bytes helps no client).
+fn file_reply(
+    file: crate::reply::OpenFile,
+    facts: FileFacts,
+    coded: Option<Coding>,
+    max_ranges: u32,
+    req: &FileRequest,
+) -> Outcome {
+    let etag = match coded {
+        Some(c) => facts.etag_coded(c.token()),
+        None => facts.etag(),
+    };
     let header = |which| req.request.known(which);
     let conditions = Conditions {
         if_match: header(Known::IfMatch),
@@ -288,7 +314,11 @@ fn file_reply(file: crate::reply::OpenFile, facts: FileFacts, max_ranges: u32, r
     head.content_type = Some(ctype.into());
     head.last_modified = Some(facts.mtime);
     // max_ranges 0: ranges are off (the whole file), and not offered (as nginx)
-    let decision = evaluate_range(header(Known::Range), header(Known::IfRange), &facts, &etag, max_ranges);
+    let mut decision =
+        evaluate_range(header(Known::Range), header(Known::IfRange), &facts, &etag, max_ranges);
+    if coded.is_some() && matches!(decision, RangeDecision::Multiple(_)) {
+        decision = RangeDecision::Full;
+    }
     let parts = match decision {
         RangeDecision::Full => {
             head.content_length = Some(facts.size);

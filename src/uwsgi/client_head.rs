@@ -16,6 +16,11 @@ pub(super) struct HeadFraming {
     /// Chunked (an HTTP/1.1 client, the length unknown).
     pub chunked: bool,
     pub keep_alive: bool,
+    /// `Vary: Accept-Encoding`: the answer is compressed for clients that accept it.
+    pub vary: bool,
+    /// The coding the body is compressed with on the way: no `Content-Length` nor
+    /// `Accept-Ranges`, the ETag weak, `Content-Encoding` last.
+    pub coding: Option<&'static str>,
 }
 
 /// The response head for the client, in nginx's order: the app's status and headers,
@@ -30,7 +35,7 @@ pub(super) fn client_head(
     date: &str,
     out: &mut Vec<u8>,
 ) {
-    let HeadFraming { head_request, chunked, keep_alive } = *framing;
+    let HeadFraming { head_request, chunked, keep_alive, vary, coding } = *framing;
     let (policy, replaces_expires) = policy;
     let named =
         |name: &'static str| head.headers(buf).find(move |(n, _)| n.eq_ignore_ascii_case(name.as_bytes()));
@@ -43,6 +48,11 @@ pub(super) fn client_head(
         response_head::header(n, v, out);
     }
     match head.framing {
+        Framing::Length(_) if coding.is_some() => {
+            if chunked {
+                out.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
+            }
+        }
         Framing::Length(n) => {
             let _ = write!(out, "Content-Length: {n}\r\n");
         }
@@ -58,6 +68,9 @@ pub(super) fn client_head(
         }
     }
     response_head::connection(keep_alive, out);
+    if vary {
+        out.extend_from_slice(b"Vary: Accept-Encoding\r\n");
+    }
     for (name, value) in head.headers(buf) {
         if name.eq_ignore_ascii_case(b"server")
             || name.eq_ignore_ascii_case(b"date")
@@ -70,9 +83,29 @@ pub(super) fn client_head(
         {
             continue;
         }
+        if coding.is_some() {
+            if name.eq_ignore_ascii_case(b"accept-ranges") {
+                continue;
+            }
+            if name.eq_ignore_ascii_case(b"etag") {
+                // nginx's weak ETag: `W/` before a strong one; one it cannot read is dropped
+                if value.starts_with(b"W/") {
+                    response_head::header(name, value, out);
+                } else if value.starts_with(b"\"") {
+                    out.extend_from_slice(name);
+                    out.extend_from_slice(b": W/");
+                    out.extend_from_slice(value);
+                    out.extend_from_slice(b"\r\n");
+                }
+                continue;
+            }
+        }
         response_head::header(name, value, out);
     }
     out.extend_from_slice(policy);
+    if let Some(c) = coding {
+        let _ = write!(out, "Content-Encoding: {c}\r\n");
+    }
     out.extend_from_slice(b"\r\n");
 }
 
@@ -86,7 +119,7 @@ mod tests {
     fn for_client(app: &[u8], head_request: bool, chunked: bool, keep_alive: bool) -> String {
         let head = parse_head(app, 4096, head_request).expect("valid head").expect("whole head");
         let mut out = Vec::new();
-        let framing = HeadFraming { head_request, chunked, keep_alive };
+        let framing = HeadFraming { head_request, chunked, keep_alive, vary: false, coding: None };
         client_head(&head, app, &framing, (b"", false), DATE, &mut out);
         String::from_utf8(out).expect("ASCII head")
     }
@@ -120,6 +153,25 @@ mod tests {
         assert!(
             !close.contains("Transfer-Encoding") && close.contains("\r\nConnection: close\r\n"),
             "{close}"
+        );
+    }
+
+    #[test]
+    fn a_compressed_answer_loses_its_length_and_ranges_and_weakens_its_etag() {
+        let app = b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: 500\r\nETag: \"abc\"\r\nAccept-Ranges: bytes\r\nX-A: 1\r\n\r\n";
+        let head = parse_head(app, 4096, false).expect("valid head").expect("whole head");
+        let mut out = Vec::new();
+        let framing = HeadFraming {
+            head_request: false,
+            chunked: true,
+            keep_alive: true,
+            vary: true,
+            coding: Some("gzip"),
+        };
+        client_head(&head, app, &framing, (b"X-P: p\r\n", false), DATE, &mut out);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            format!("HTTP/1.1 200 OK\r\nServer: portico\r\nDate: {DATE}\r\nContent-Type: text/html\r\nTransfer-Encoding: chunked\r\nConnection: keep-alive\r\nVary: Accept-Encoding\r\nETag: W/\"abc\"\r\nX-A: 1\r\nX-P: p\r\nContent-Encoding: gzip\r\n\r\n")
         );
     }
 }

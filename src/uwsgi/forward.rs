@@ -19,6 +19,8 @@ use super::config::UpstreamConfig;
 use super::failure::{all_busy, no_live_upstreams, Failure};
 use super::pool::{Pick, Pool, Slot};
 use super::relay::exchange_with;
+use crate::compression::Compression;
+use crate::http1::request_head::Request;
 use crate::response_headers::{Rendered, ResponseHeaders};
 
 // what the request step uses besides `forward`, so it has one place to import from
@@ -50,6 +52,9 @@ pub struct Exchange<'a> {
     /// The location's `expires` and `add_header`, its lines rendered with the request's
     /// variables (`None`: it sets neither).
     pub headers: Option<(&'a ResponseHeaders, &'a Rendered)>,
+    /// The location's compression keys and the request they are decided for (`None`:
+    /// nothing is compressed there).
+    pub compression: Option<(&'a Compression, Request<'a>)>,
 }
 
 /// What happened, for the response and the logs.

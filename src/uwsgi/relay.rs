@@ -7,6 +7,7 @@
 use std::io;
 use std::time::Duration;
 
+use crate::compression::{decide, Encoder, ResponseFacts};
 use crate::http1::chunked::ChunkedDecoder;
 use crate::http1::exchange::{Exchange as Client, SendError};
 use crate::http1::response_head::{chunk_start, CHUNK_END, LAST_CHUNK};
@@ -58,11 +59,6 @@ async fn relay(
     let value_of = |name: &str| head.header(resp, name).map(|v| String::from_utf8_lossy(v).into_owned());
     let content_type = value_of("content-type");
     let location = value_of("location");
-    // a body the app did not read, or one delimited by the close, ends the connection
-    let close_delimited =
-        exchange.client_http10 && matches!(head.framing, Framing::Chunked | Framing::UntilClose);
-    let keep_alive = exchange.keep_alive && !client.body_pending() && !close_delimited;
-    let chunked = !exchange.client_http10 && matches!(head.framing, Framing::Chunked | Framing::UntilClose);
     // the location's expires and add_header: their lines, and whether they replace the
     // app's Expires and Cache-Control (as nginx's `expires` does)
     let mut policy = Vec::new();
@@ -72,10 +68,53 @@ async fn relay(
         headers.write_rendered(head.status, modified, crate::clock::now().secs, rendered, &mut policy);
         replaces_expires = headers.sets_expires(head.status);
     }
-    let framing = HeadFraming { head_request: exchange.head_request, chunked, keep_alive };
+    // compression, decided on the head the client would get
+    let mut decision = crate::compression::Decision::default();
+    if let Some((cfg, req)) = exchange.compression {
+        let mut facts = ResponseFacts { status: head.status, ..ResponseFacts::default() };
+        for (name, value) in head.headers(resp) {
+            let replaced =
+                name.eq_ignore_ascii_case(b"expires") || name.eq_ignore_ascii_case(b"cache-control");
+            if !(replaces_expires && replaced) {
+                facts.header(name, value);
+            }
+        }
+        facts.header_lines(&policy);
+        if let Framing::Length(n) = head.framing {
+            facts.content_length = Some(n);
+        }
+        decision = decide(cfg, &req, exchange.head_request, &facts, crate::clock::now().secs);
+    }
+    let has_body = head.framing != Framing::None;
+    let coding = decision.coding.filter(|_| has_body);
+    let coded = coding.is_some();
+    let unknown_length = coded || matches!(head.framing, Framing::Chunked | Framing::UntilClose);
+    // a body the app did not read, or one delimited by the close, ends the connection
+    let close_delimited = exchange.client_http10 && unknown_length;
+    let keep_alive = exchange.keep_alive && !client.body_pending() && !close_delimited;
+    let chunked = !exchange.client_http10 && unknown_length;
+    let framing = HeadFraming {
+        head_request: exchange.head_request,
+        chunked,
+        keep_alive,
+        vary: decision.vary,
+        coding: coding.map(|(c, _)| c.token()),
+    };
     crate::clock::with_http_date(|date| {
         client_head(&head, resp, &framing, (&policy, replaces_expires), date, client.out)
     });
+    let known = match head.framing {
+        Framing::Length(n) => Some(n),
+        _ => None,
+    };
+    let mut out = BodyOut {
+        chunked,
+        coder: coding.map(|(c, level)| Coder {
+            encoder: Encoder::new(c, level, known),
+            coded: crate::buffer_pool::take(CODED_CHUNK * 2),
+            fed: false,
+        }),
+    };
     let mut relayed = Relayed {
         status: head.status,
         head_bytes: client.out.len() as u64,
@@ -89,7 +128,10 @@ async fn relay(
     // response goes out in one write
     let before = client.bytes_sent();
     let relayed_body =
-        relay_body(client, conn, resp, head.head_len, head.framing, chunked, cfg.read_timeout, early).await;
+        relay_body(client, conn, resp, head.head_len, head.framing, &mut out, cfg.read_timeout, early).await;
+    if let Some(c) = out.coder.take() {
+        crate::buffer_pool::give(c.coded);
+    }
     // what is buffered goes out in any case: a broken body still ends after what came
     let body_result = relayed_body.and(flush(client).await);
     let sent = client.bytes_sent() - before;
@@ -162,7 +204,7 @@ async fn relay_body(
     pending: &mut Vec<u8>,
     body_start: usize,
     framing: Framing,
-    chunked: bool,
+    out: &mut BodyOut,
     timeout: Duration,
     early: bool,
 ) -> Result<(), Note> {
@@ -193,40 +235,35 @@ async fn relay_body(
                             ))
                         })?;
                         if !step.data.is_empty() {
-                            send_client(client, &chunk[pos + step.data.start..pos + step.data.end], chunked)
-                                .await?;
+                            out.send(client, &chunk[pos + step.data.start..pos + step.data.end]).await?;
                         }
                         pos += step.consumed;
                     }
                 }
-                None => send_client(client, chunk, chunked).await?,
+                None => out.send(client, chunk).await?,
             }
         }
         pending.clear();
         start = 0;
         let done = remaining == Some(0) || decoder.as_ref().is_some_and(ChunkedDecoder::is_done);
         if done {
-            end_body(client, chunked);
-            return Ok(());
+            return out.end(client).await;
         }
-        // nothing may wait in our buffer while we wait for uWSGI
+        // nothing may wait in our buffer (nor in the encoder) while we wait for uWSGI
+        out.flush(client).await?;
         flush(client).await?;
         pending.reserve(READ_CHUNK);
         match conn.read_more(pending, timeout).await {
             Ok(Ok(0)) => {
                 return match framing {
-                    Framing::UntilClose => {
-                        end_body(client, chunked);
-                        Ok(())
-                    }
+                    Framing::UntilClose => out.end(client).await,
                     _ => Err(broken("upstream prematurely closed connection while reading upstream; the client connection is closed so the truncated response is not taken as complete".into())),
                 }
             }
             Ok(Ok(_)) => {}
             // uWSGI resets the connection after answering without reading the body
             Ok(Err(e)) if early && framing == Framing::UntilClose && is_peer_gone(&e) => {
-                end_body(client, chunked);
-                return Ok(());
+                return out.end(client).await;
             }
             Ok(Err(e)) => return Err(broken(io_failure("recv()", "reading upstream", &e).message)),
             Err(_) => return Err(broken(timed_out("reading upstream").message)),
@@ -253,11 +290,71 @@ async fn send_client(client: &mut Client<'_>, data: &[u8], chunked: bool) -> Res
     Ok(())
 }
 
-/// Ends a chunked body with its last chunk (written with what is buffered).
-fn end_body(client: &mut Client<'_>, chunked: bool) {
-    if chunked {
-        client.out.extend_from_slice(LAST_CHUNK);
+/// Coded bytes gathered before they go to the client as one chunk.
+const CODED_CHUNK: usize = 16 << 10;
+
+/// How the body goes to the client: as it came, or through an encoder; in chunks or not.
+struct BodyOut {
+    chunked: bool,
+    coder: Option<Coder>,
+}
+
+/// The encoder of a body compressed on the way, and what it gave out not sent yet.
+struct Coder {
+    encoder: Encoder,
+    coded: Vec<u8>,
+    /// Bytes went in since the last flush (a flush with none would send an empty block).
+    fed: bool,
+}
+
+impl BodyOut {
+    async fn send(&mut self, client: &mut Client<'_>, data: &[u8]) -> Result<(), Note> {
+        let Some(c) = &mut self.coder else {
+            return send_client(client, data, self.chunked).await;
+        };
+        c.encoder.write(data, &mut c.coded).map_err(encode_note)?;
+        c.fed = true;
+        if c.coded.len() >= CODED_CHUNK {
+            send_client(client, &c.coded, self.chunked).await?;
+            c.coded.clear();
+        }
+        Ok(())
     }
+
+    /// Before waiting for uWSGI: what was fed goes to the client now (a streaming app's
+    /// output is not held back by the encoder).
+    async fn flush(&mut self, client: &mut Client<'_>) -> Result<(), Note> {
+        let Some(c) = self.coder.as_mut().filter(|c| c.fed) else {
+            return Ok(());
+        };
+        c.encoder.flush(&mut c.coded).map_err(encode_note)?;
+        c.fed = false;
+        if !c.coded.is_empty() {
+            send_client(client, &c.coded, self.chunked).await?;
+            c.coded.clear();
+        }
+        Ok(())
+    }
+
+    /// Ends the body: the encoder's last bytes, then the last chunk (written with what is
+    /// buffered).
+    async fn end(&mut self, client: &mut Client<'_>) -> Result<(), Note> {
+        if let Some(c) = &mut self.coder {
+            c.encoder.finish(&mut c.coded).map_err(encode_note)?;
+            if !c.coded.is_empty() {
+                send_client(client, &c.coded, self.chunked).await?;
+                c.coded.clear();
+            }
+        }
+        if self.chunked {
+            client.out.extend_from_slice(LAST_CHUNK);
+        }
+        Ok(())
+    }
+}
+
+fn encode_note(e: crate::compression::encoder::EncodeError) -> Note {
+    Note { level: Level::Alert, message: e.to_string(), upstream: None }
 }
 
 /// Writes what waits in the client's write buffer.

@@ -12,6 +12,10 @@ Routes, by the last path segment:
   /status?code=N             that status, with a small body (none for 204/304)
   /te                        the app sets Transfer-Encoding: chunked itself
   /die?n=N                   promises N bytes, sends half, then the worker dies
+  /page?n=N[&type=T][&status=S][&h=Name:value...][&stream=1]
+                             N bytes of HTML-like text (page_text in the tests), with the
+                             given type, status and headers; Content-Length unless stream=1
+                             (then 4 KiB pieces from a generator)
 """
 import hashlib
 import json
@@ -105,6 +109,21 @@ def application(environ, start_response):
             yield b"x" * (n // 2)
             os._exit(1)
         return half_then_die()
+
+    if route == "/page":
+        n = int(arg(environ, "n", "20000"))
+        body = b"".join(b"<p>line %d of the page</p>\n" % i for i in range(n // 20 + 1))[:n]
+        headers = [("Content-Type", arg(environ, "type", "text/html; charset=utf-8"))]
+        for h in parse_qs(environ.get("QUERY_STRING", "")).get("h", []):
+            name, _, value = h.partition(":")
+            headers.append((name, value))
+        status = arg(environ, "status", "200 OK")
+        if arg(environ, "stream", "") == "":
+            headers.append(("Content-Length", str(len(body))))
+            start_response(status, headers)
+            return [body]
+        start_response(status, headers)
+        return (body[i:i + 4096] for i in range(0, len(body), 4096))
 
     body = environ["wsgi.input"].read()
     env = {k: v for k, v in environ.items() if isinstance(v, str)}
