@@ -8,6 +8,7 @@ stops its own. A failure raises BenchError with a sentence saying what went wron
 """
 
 import os
+import random
 import re
 import resource
 import socket
@@ -67,8 +68,8 @@ def wait_unix(path, what):
 
 
 def fixture(work):
-    """A static tree with 1 KB, 100 KB and 10 MB files and a theme tree for the regex
-    alias, under `work`; returns the static root."""
+    """A static tree with 1 KB, 100 KB and 10 MB files, 100 KB of CSS and a 15 KB HTML page
+    (for gzip), and a theme tree for the regex alias, under `work`; returns the static root."""
     root = work / "root"
     (root / "static").mkdir(parents=True)
     (work / "themes/aurora/static/css").mkdir(parents=True)
@@ -76,9 +77,40 @@ def fixture(work):
     (root / "static/1k.txt").write_bytes(b"x" * 1023 + b"\n")
     (root / "static/100k.bin").write_bytes(os.urandom(100 * 1024))
     (root / "static/10m.bin").write_bytes(os.urandom(10 * 1024 * 1024))
+    (root / "static/100k.css").write_bytes(stylesheet(100 * 1024))
+    (root / "static/page.html").write_bytes(html_page(15 * 1024))
     (work / "themes/aurora/static/css/theme.css").write_bytes(b"h1 { color: #123; }\n" * 51)
     (work / "logs").mkdir()
     return root
+
+
+def stylesheet(size):
+    """`size` bytes of CSS that compresses as a real stylesheet does (about 5:1 with gzip
+    -1), the same every run."""
+    rnd = random.Random(11)
+    props = ["color", "margin", "padding", "border", "font-size", "line-height", "background", "width", "display"]
+    values = ["0", "auto", "1px solid #ddd", "1.5em", "none", "block", "inherit", "100%", "#333"]
+    out = []
+    while sum(map(len, out)) < size:
+        sel = f".{rnd.choice(['nav', 'post', 'forum', 'topic', 'user', 'btn'])}-{rnd.randrange(2000)}"
+        body = "; ".join(f"{rnd.choice(props)}: {rnd.choice(values)}" for _ in range(rnd.randrange(2, 7)))
+        out.append(f"{sel} {{ {body}; }}\n")
+    return "".join(out).encode()[:size]
+
+
+def html_page(size):
+    """`size` bytes of forum-like HTML (FlaskBB's index is 15 KB), the same every run."""
+    rnd = random.Random(7)
+    words = "topic post reply forum user thread welcome general news help rules moderator".split()
+    out = ["<!DOCTYPE html>\n<html><head><title>Forum</title></head><body>\n"]
+    while sum(map(len, out)) < size:
+        title = " ".join(rnd.choice(words) for _ in range(rnd.randrange(2, 6)))
+        out.append(
+            f'<div class="topic-row"><a href="/topic/{rnd.randrange(9999)}-{title.replace(" ", "-")}">{title}</a>'
+            f'<span class="meta">by <a href="/user/{rnd.randrange(999)}">user{rnd.randrange(999)}</a>, '
+            f'{rnd.randrange(1, 28)} days ago</span><span class="count">{rnd.randrange(500)}</span></div>\n'
+        )
+    return "".join(out).encode()[:size]
 
 
 def portico_conf(work, root, port, hello, worker_threads=1, flaskbb=None, fb_port=None):
@@ -91,6 +123,7 @@ def portico_conf(work, root, port, hello, worker_threads=1, flaskbb=None, fb_por
 listen = ["127.0.0.1:{fb_port}"]
 server_name = ["localhost"]
 access_log = "{work}/logs/portico-fb-access.log"
+gzip = true
 [[server.location]]
 match = "/"
 uwsgi_pass = "unix:{flaskbb}"
@@ -113,6 +146,9 @@ error_log = "{work}/logs/portico-error.log"
 open_file_cache = "max={OPEN_FILE_CACHE_MAX} inactive={OPEN_FILE_CACHE_INACTIVE}"
 open_file_cache_valid = "{OPEN_FILE_CACHE_VALID}"
 open_file_cache_errors = true
+# as the nginx side: gzip at level 1 for HTML and CSS, Vary on
+gzip = true
+gzip_types = ["text/css"]
 
 [[server.location]]
 match = "/"

@@ -64,7 +64,7 @@ impl Encoder {
             }
             Codec::Gzip => {
                 let wbits = window_bits(length, 9, 15);
-                Kind::Gzip(Box::new(Compress::new_gzip(Level::new(level), wbits as u8)))
+                Kind::Gzip(Box::new(Compress::new_gzip(Level::new(zlib_rs_level(level)), wbits as u8)))
             }
         };
         Encoder { kind }
@@ -98,6 +98,18 @@ enum Step {
     Process,
     Flush,
     Finish,
+}
+
+/// zlib-rs's level for nginx's `gzip_comp_level`: the same, but for 1, whose zlib-rs
+/// strategy (zlib-ng's "quick") gives out about a fifth more bytes than the C zlib nginx
+/// links; zlib-rs's 2 gives out no more than zlib's 1 (measured on FlaskBB's CSS and JS
+/// and the harness's stylesheet: BENCHMARKS.md).
+fn zlib_rs_level(level: u32) -> u32 {
+    if level == 1 {
+        2
+    } else {
+        level
+    }
 }
 
 /// nginx's rule: the smallest window (within `min..=max` bits) that still holds the
