@@ -64,11 +64,13 @@ struct FullHeader {
     always: bool,
 }
 
-/// Headers `add_header` may not write: they frame the body or the connection, or Portico
-/// writes them itself from the answer (two of them would contradict each other, and a
-/// client or cache may pick either).
+/// Headers `add_header` may not write: they frame or describe the body or the connection,
+/// or Portico writes them itself from the answer (two of them would contradict each
+/// other, and a client or cache may pick either).
 const NOT_ADDABLE: &[(&str, &str)] = &[
     ("content-length", "the body's length is Portico's to state"),
+    ("content-range", "the range sent is Portico's to state"),
+    ("accept-ranges", "whether ranges are served is Portico's to state (max_ranges = 0 turns them off)"),
     ("transfer-encoding", "the body's framing is Portico's to state"),
     ("connection", "keep-alive is decided per connection"),
     ("keep-alive", "keep-alive is decided per connection"),

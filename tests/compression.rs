@@ -44,6 +44,10 @@ match = "/pre/"
 precompressed = ["gzip"]
 
 [[server.location]]
+match = "/nt/"
+add_header = { Cache-Control = "public, no-transform" }
+
+[[server.location]]
 match = "/app/"
 uwsgi_pass = "unix:{dir}/app.sock"
 
@@ -83,7 +87,7 @@ fn start() -> Site {
     let d = TempDir::new("compression");
     let page = page_text(50_000);
     let big_css = css(300_000);
-    for f in ["page.html", "plain/page.html", "old/page.html", "proxied/page.html"] {
+    for f in ["page.html", "plain/page.html", "old/page.html", "proxied/page.html", "nt/page.html"] {
         d.write(&format!("html/{f}"), &page);
     }
     d.write("html/big.css", &big_css);
@@ -177,6 +181,23 @@ fn the_weak_etag_revalidates() {
     assert_eq!(r.status, 304, "{}", r.head);
     assert!(r.body.is_empty());
     assert_eq!(r.header("content-encoding"), None);
+    // nginx's 304: the strong ETag, no Vary (the gzip filter leaves a 304 alone)
+    assert_eq!(r.header("etag").map(|e| format!("W/{e}")), Some(etag), "{}", r.head);
+    assert_eq!(r.header("vary"), None, "{}", r.head);
+}
+
+#[test]
+fn a_connection_goes_on_after_coded_files() {
+    let s = start();
+    let mut c = s.p.connect();
+    for ae in ["gzip", "br", "identity"] {
+        c.send(
+            format!("GET /page.html HTTP/1.1\r\nHost: localhost\r\nAccept-Encoding: {ae}\r\n\r\n").as_bytes(),
+        );
+        let r = c.read_response(false);
+        assert_eq!(r.header("connection"), Some("keep-alive"), "{}", r.head);
+        assert!(decoded(&r) == s.page, "{ae}");
+    }
 }
 
 #[test]
@@ -207,6 +228,9 @@ fn what_is_never_compressed() {
     let r = get(p, "/page.html", &format!("{ae}Range: bytes=0-99\r\n"));
     assert_eq!((r.status, r.header("content-encoding")), (206, None), "{}", r.head);
     assert_eq!(r.body, &s.page[..100]);
+    assert_eq!(r.header("vary"), Some("Accept-Encoding"), "the whole file would be coded: {}", r.head);
+    // Cache-Control: no-transform (here from add_header)
+    assert_plain(&get(p, "/nt/page.html", ae), &s.page, false);
     // under gzip_min_length, another type, compression off here
     assert_plain(&get(p, "/tiny.css", ae), b"a{b:c}\n", false);
     assert_plain(&get(p, "/image.png", ae), &[7u8; 30_000], false);
@@ -285,6 +309,8 @@ fn an_apps_answers_left_alone() {
     let r = get(p, "/app/page?n=5000&h=Content-Encoding:x-own", ae);
     assert_eq!(r.header("content-encoding"), Some("x-own"), "coded already: {}", r.head);
     assert!(r.body == page_text(5000));
+    let r = get(p, "/app/status?code=204", ae);
+    assert_eq!((r.status, r.header("content-encoding")), (204, None), "{}", r.head);
     let r = get(p, "/app/page?n=10", ae);
     assert_eq!((r.header("content-encoding"), r.header("vary")), (None, None), "under gzip_min_length");
     let r = get(p, "/app/page?n=5000&type=application/octet-stream", ae);
@@ -305,5 +331,15 @@ fn an_apps_answer_to_http_1_0_is_close_delimited() {
     assert_eq!((r.header("transfer-encoding"), r.header("content-length")), (None, None), "{}", r.head);
     assert_eq!(r.header("connection"), Some("close"));
     assert_eq!(r.header("x-added"), Some("yes"), "add_header with compression");
+    assert!(decoded(&r) == page_text(50_000));
+}
+
+#[test]
+fn an_apps_answer_with_a_length_to_http_1_0_loses_it() {
+    let s = start();
+    let r = s.p.request("GET /app10/page?n=50000 HTTP/1.0\r\nAccept-Encoding: gzip\r\n\r\n");
+    assert_eq!((r.status, r.header("content-encoding")), (200, Some("gzip")), "{}", r.head);
+    assert_eq!((r.header("transfer-encoding"), r.header("content-length")), (None, None), "{}", r.head);
+    assert_eq!(r.header("connection"), Some("close"));
     assert!(decoded(&r) == page_text(50_000));
 }

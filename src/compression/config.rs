@@ -103,10 +103,9 @@ impl Compression {
                 let t = t.trim().to_ascii_lowercase();
                 if t == "*" {
                     any = true;
-                } else if t
-                    .split_once('/')
-                    .is_some_and(|(a, b)| !a.is_empty() && !b.is_empty() && !b.contains(['/', ';', ' ']))
-                {
+                } else if t.split_once('/').is_some_and(|(a, b)| {
+                    !a.is_empty() && !b.is_empty() && !b.contains(['/', ';', ' ', '*']) && !a.contains('*')
+                }) {
                     if !list.contains(&t) {
                         list.push(t);
                     }
@@ -115,7 +114,7 @@ impl Compression {
                         span.clone(),
                         format!("`{t}` in gzip_types is not a MIME type"),
                         Some(
-                            "write types such as \"text/css\" (no parameters), or \"*\" for every type"
+                            "write whole types such as \"text/css\" (no parameters, no `text/*`), or \"*\" for every type"
                                 .into(),
                         ),
                     );
@@ -252,6 +251,7 @@ mod tests {
             ("gzip_comp_level = 10", "not a level"),
             ("brotli_comp_level = 12", "not a level"),
             ("gzip_types = [\"css\"]", "not a MIME type"),
+            ("gzip_types = [\"text/*\"]", "not a MIME type"),
             ("gzip_proxied = [\"sometimes\"]", "not a gzip_proxied condition"),
             ("gzip_proxied = [\"off\", \"any\"]", "`off` with other"),
             ("gzip_http_version = \"2\"", "not an HTTP version"),

@@ -149,8 +149,15 @@ fn proxied_allows(p: &Proxied, authorization: bool, resp: &ResponseFacts, now: i
         let Some(at) = crate::clock::parse_http_date(expires) else {
             return false;
         };
-        let date = resp.date.and_then(crate::clock::parse_http_date).unwrap_or(now);
-        return at <= date;
+        // the answer's own Date, as nginx: one it cannot read declines
+        let date = match resp.date {
+            Some(d) => match crate::clock::parse_http_date(d) {
+                Some(d) => d,
+                None => return false,
+            },
+            None => now,
+        };
+        return at < date;
     }
     let cc = resp.cache_control;
     if cc.present {
@@ -262,6 +269,12 @@ mod tests {
         let mut past = html();
         past.header(b"Expires", b"Thu, 01 Jan 1970 00:00:01 GMT");
         assert!(decide_for(&expired, via, &past).coding.is_some());
+        let mut now = html();
+        now.header(b"Expires", b"Sun, 09 Sep 2001 01:46:40 GMT");
+        assert!(decide_for(&expired, via, &now).coding.is_none(), "expired means before the answer's time");
+        let mut bad_date = past;
+        bad_date.header(b"Date", b"yesterday");
+        assert!(decide_for(&expired, via, &bad_date).coding.is_none());
         let mut future = html();
         future.header(b"Expires", b"Thu, 31 Dec 2037 23:55:55 GMT");
         assert!(decide_for(&expired, via, &future).coding.is_none());

@@ -112,8 +112,8 @@ fn zlib_rs_level(level: u32) -> u32 {
     }
 }
 
-/// nginx's rule: the smallest window (within `min..=max` bits) that still holds the
-/// whole body, for a body of known length.
+/// nginx's window rule: the smallest window (within `min..=max` bits) that still holds
+/// the whole body, for a body of known length (zlib's memory level stays at its 8).
 fn window_bits(length: Option<u64>, min: u32, max: u32) -> u32 {
     let Some(n) = length else { return max };
     let mut bits = max;
@@ -168,6 +168,7 @@ fn brotli(
     let (mut avail_in, mut in_at) = (input.len(), 0);
     loop {
         let start = out.len();
+        let before_in = in_at;
         out.resize(start + OUT_STEP, 0);
         let (mut avail_out, mut out_at) = (OUT_STEP, start);
         let ok = s.compress_stream(
@@ -192,6 +193,9 @@ fn brotli(
         if done {
             return Ok(());
         }
+        if in_at == before_in && out_at == start {
+            return Err(EncodeError("brotli made no progress".into()));
+        }
     }
 }
 
@@ -208,7 +212,18 @@ mod tests {
     }
 
     fn encode(coding: Codec, level: u32, input: &[u8], chunk: usize, flush_every: bool) -> Vec<u8> {
-        let mut e = Encoder::new(coding, level, None);
+        encode_known(coding, level, input, chunk, flush_every, None)
+    }
+
+    fn encode_known(
+        coding: Codec,
+        level: u32,
+        input: &[u8],
+        chunk: usize,
+        flush_every: bool,
+        length: Option<u64>,
+    ) -> Vec<u8> {
+        let mut e = Encoder::new(coding, level, length);
         let mut out = Vec::new();
         for part in input.chunks(chunk) {
             e.write(part, &mut out).unwrap();
@@ -245,6 +260,22 @@ mod tests {
         }
         assert_eq!(gunzip(&encode(Codec::Gzip, 9, b"", 1, false)), b"", "an empty body is a valid stream");
         assert_eq!(unbrotli(&encode(Codec::Br, 11, b"", 1, false)), b"");
+    }
+
+    #[test]
+    fn round_trips_with_the_window_sized_to_a_known_length() {
+        let input = body();
+        for n in [0usize, 1, 100, 600, 1500, 15_000, 70_000] {
+            let piece = &input[..n];
+            for level in [1, 9] {
+                let gz = encode_known(Codec::Gzip, level, piece, 4096, false, Some(n as u64));
+                assert_eq!(gunzip(&gz), piece, "gzip {level}, {n} bytes");
+            }
+            for level in [0, 4, 11] {
+                let br = encode_known(Codec::Br, level, piece, 4096, false, Some(n as u64));
+                assert_eq!(unbrotli(&br), piece, "brotli {level}, {n} bytes");
+            }
+        }
     }
 
     #[test]

@@ -31,13 +31,19 @@ pub(super) fn prepare(
     for lines in head.added_lines() {
         facts.header_lines(lines);
     }
+    // a range of a file is never compressed, but varies as the whole file would
+    let range = head.status == 206;
+    if range {
+        facts.status = 200;
+        facts.content_length = None;
+    }
     let decision = decide(cfg, req, head_only, &facts, crate::clock::now().secs);
-    // only a body that is all there: bytes, or the whole of a file
+    // only a body that is all there: bytes, or one range of a file (a 200's is all of it)
     let whole =
         matches!(reply.body, Body::Bytes(_) | Body::Empty | Body::File { parts: Parts::Range { .. }, .. });
     let head = &mut reply.head;
     head.vary_encoding |= decision.vary;
-    let (codec, level) = decision.coding.filter(|_| whole)?;
+    let (codec, level) = decision.coding.filter(|_| whole && !range)?;
     let length = head.content_length.take();
     head.etag = head.etag.map(|e| e.weak());
     head.accept_ranges = false;

@@ -6,6 +6,7 @@
 
 use std::os::unix::fs::FileExt;
 
+use crate::compression::encoder::EncodeError;
 use crate::compression::Encoder;
 use crate::http1::exchange::{Exchange, SendError};
 use crate::http1::response_head::{chunk_start, CHUNK_END, LAST_CHUNK};
@@ -220,8 +221,10 @@ async fn send_coded(
                 crate::buffer_pool::give(buf);
                 read?;
             }
-            // ranges are never compressed: `compress_reply::prepare` leaves them alone
-            Body::File { parts: Parts::Multipart(_), .. } => {}
+            // ranges are never compressed (`compress_reply::prepare` leaves them alone)
+            Body::File { parts: Parts::Multipart(_), .. } => {
+                return Err(Cut::Encode(EncodeError("a multipart body cannot be compressed".into())))
+            }
         }
         encoder.finish(&mut coded).map_err(Cut::Encode)?;
         if !coded.is_empty() {
