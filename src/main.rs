@@ -1,5 +1,6 @@
 //! The `portico` command: `run` serves, `check` validates (like `nginx -t`), `explain`
-//! traces a request's route, `reload|reopen|stop|upgrade` signal the running server.
+//! traces a request's route, `reload|reopen|stop|upgrade` signal the running server,
+//! `import-nginx` converts an nginx configuration.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -86,6 +87,23 @@ enum Command {
         #[arg(long = "uwsgi-ini", value_name = "FILE")]
         uwsgi_ini: Option<PathBuf>,
     },
+    /// Convert an nginx configuration (a site file, or a whole nginx.conf) into Portico's,
+    /// each key commented with the nginx line it came from; print the traps found, what
+    /// was absorbed and what could not be converted, and validate the result.
+    /// Exit status: 0 all converted, 2 something was not (or the result is invalid),
+    /// 1 the nginx input is malformed.
+    #[command(name = "import-nginx")]
+    ImportNginx {
+        /// The nginx file.
+        file: PathBuf,
+        /// Where to write the Portico configuration (default: standard output).
+        #[arg(short = 'o', long = "output", value_name = "OUT.toml")]
+        output: Option<PathBuf>,
+        /// nginx's prefix, which relative includes are read from (`/etc/nginx` on
+        /// Debian); default: the including file's directory.
+        #[arg(long, value_name = "DIR")]
+        prefix: Option<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -116,6 +134,9 @@ fn main() -> ExitCode {
         Command::Reopen { config } => control(Control::Reopen, &config),
         Command::Stop { config, graceful } => {
             control(if graceful { Control::StopGracefully } else { Control::Stop }, &config)
+        }
+        Command::ImportNginx { file, output, prefix } => {
+            import_nginx(&file, output.as_deref(), prefix.as_deref())
         }
         Command::Check { config, syntax_only, json, unit, uwsgi_ini } => {
             check(&config, syntax_only, json, &preflight::Options { unit, uwsgi_ini })
@@ -202,5 +223,33 @@ fn check(path: &Path, syntax_only: bool, json: bool, options: &preflight::Option
 fn print_all(diags: &[Diagnostic]) {
     for d in diags {
         eprintln!("{d}");
+    }
+}
+
+/// `portico import-nginx`: the TOML to `output` (or stdout), the report to stderr.
+fn import_nginx(file: &Path, output: Option<&Path>, prefix: Option<&Path>) -> ExitCode {
+    let shown =
+        output.map_or_else(|| "(the converted configuration)".to_string(), |o| o.display().to_string());
+    let imported = match portico::import_nginx::import(file, prefix, &shown) {
+        Ok(i) => i,
+        Err(e) => {
+            eprintln!("portico import-nginx: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match output {
+        Some(out) => {
+            if let Err(e) = std::fs::write(out, &imported.toml) {
+                eprintln!("portico import-nginx: cannot write {}: {e}", out.display());
+                return ExitCode::FAILURE;
+            }
+        }
+        None => print!("{}", imported.toml),
+    }
+    eprint!("{}", imported.report);
+    if imported.incomplete {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
     }
 }

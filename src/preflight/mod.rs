@@ -6,7 +6,7 @@
 //! It reads the configuration the assembler made and looks at files, sockets and units;
 //! it changes nothing.
 
-mod files;
+pub mod files;
 mod sockets;
 mod traps;
 
