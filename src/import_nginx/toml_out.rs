@@ -9,9 +9,10 @@ use super::includes::SourceFile;
 
 /// The TOML text for `c`; `files` name the origins.
 pub fn write(c: &Converted, files: &[SourceFile]) -> String {
-    let place = |o: Origin| format!("{}:{}", files.get(o.file).map_or("?", |f| f.shown.as_str()), o.line);
+    let place =
+        |o: Origin| one_line(&format!("{}:{}", files.get(o.file).map_or("?", |f| f.shown.as_str()), o.line));
     let mut out = String::new();
-    let main = files.first().map_or("?", |f| f.shown.as_str());
+    let main = one_line(files.first().map_or("?", |f| f.shown.as_str()));
     let _ =
         writeln!(out, "# Converted from {main} by `portico import-nginx`: each key names the nginx line it");
     let _ =
@@ -47,7 +48,7 @@ pub fn write(c: &Converted, files: &[SourceFile]) -> String {
     }
     for u in &c.upstreams {
         out.push('\n');
-        let _ = writeln!(out, "# {}: upstream {}", place(u.origin), u.name);
+        let _ = writeln!(out, "# {}: upstream {}", place(u.origin), one_line(&u.name));
         let _ = writeln!(out, "[upstream.{}]", toml_key(&u.name));
         items(&mut out, &u.items);
     }
@@ -62,7 +63,10 @@ fn key_path(key: &str) -> String {
     }
 }
 
-/// A directive on one comment line (a value with a line break in it cannot end the comment).
+/// A directive on one comment line: control characters (a line break would end the
+/// comment, others TOML refuses in one) written as escapes.
 fn one_line(s: &str) -> String {
-    s.replace(['\n', '\r'], " ")
+    s.chars()
+        .map(|c| if c.is_control() && c != '\t' { c.escape_default().to_string() } else { c.to_string() })
+        .collect()
 }
