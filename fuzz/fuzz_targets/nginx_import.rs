@@ -14,7 +14,7 @@ fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else { return };
     let Ok(tree) = syntax::parse(text, 0) else { return };
     let Ok(converted) = convert::convert(&tree) else { return };
-    let files = [SourceFile { path: "fuzz.conf".into(), shown: "fuzz.conf".into() }];
+    let files = [SourceFile { shown: "fuzz.conf".into() }];
     let toml = toml_out::write(&converted, &files);
     if let Err(e) = toml.parse::<toml::Table>() {
         panic!("the converted configuration is not TOML ({e}):\n{toml}");

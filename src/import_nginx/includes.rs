@@ -10,11 +10,9 @@ use std::path::{Path, PathBuf};
 
 use super::syntax::{parse, Directive};
 
-/// One file read.
+/// One file read, as messages and comments name it.
 #[derive(Clone, Debug)]
 pub struct SourceFile {
-    pub path: PathBuf,
-    /// As messages and comments name it.
     pub shown: String,
 }
 
@@ -35,7 +33,7 @@ impl std::fmt::Display for LoadError {
 
 /// The stock files nginx ships beside `nginx.conf`, which the converter understands
 /// without reading them.
-pub const STOCK_FILES: &[&str] = &[
+const STOCK_FILES: &[&str] = &[
     "uwsgi_params",
     "mime.types",
     "fastcgi_params",
@@ -101,7 +99,7 @@ impl Loader {
         }
         let canonical = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
         let index = self.files.len();
-        self.files.push(SourceFile { path: path.to_path_buf(), shown: path.display().to_string() });
+        self.files.push(SourceFile { shown: path.display().to_string() });
         let mut tree = parse(&text, index).map_err(|e| LoadError {
             file: self.files[index].shown.clone(),
             line: e.line,
