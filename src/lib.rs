@@ -21,6 +21,7 @@ pub mod permissions;
 pub mod preflight;
 pub mod reply;
 pub mod response_headers;
+pub mod return_directive;
 pub mod routing;
 #[cfg(feature = "server")]
 pub mod server;

@@ -21,6 +21,7 @@ use crate::http1::settings::ConnectionSettings;
 use crate::log::access::AccessFormat;
 use crate::log::config::LogConfig;
 use crate::response_headers::ResponseHeaders;
+use crate::return_directive::Return;
 use crate::routing::locations::{LocationIndex, Matcher};
 use crate::routing::servers::{parse_listen, ServerIdentity, ServerTable, ServerTableError};
 use crate::static_files::config::{FileDefaults, FilesConfig};
@@ -54,6 +55,8 @@ pub struct Site {
     pub headers: ResponseHeaders,
     /// The server's own compression keys, for requests no location matches.
     pub compression: Compression,
+    /// A server-level `return`: every request gets it before any location is looked up.
+    pub ret: Option<Return>,
 }
 
 /// One `[[server.location]]` table.
@@ -65,6 +68,8 @@ pub struct Location {
     pub error_pages: ErrorPages,
     pub headers: ResponseHeaders,
     pub compression: Compression,
+    /// The location's `return`, answered before try_files or the content.
+    pub ret: Option<Return>,
 }
 
 /// The outcome of loading: the configuration and its warnings, or every diagnostic.
@@ -278,6 +283,7 @@ fn parse_site(s: &mut Section, top: &TopLevel, diags: &mut Diagnostics) -> Site 
     let site_error_pages = ErrorPages::parse(s, &ErrorPages::default(), diags);
     let site_headers = ResponseHeaders::parse(s, &ResponseHeaders::default(), &[], diags);
     let site_compression = Compression::parse(s, &Compression::default(), diags);
+    let site_return = Return::parse(s, &[], diags);
 
     let mut locations = Vec::new();
     let mut spans = Vec::new();
@@ -296,7 +302,7 @@ fn parse_site(s: &mut Section, top: &TopLevel, diags: &mut Diagnostics) -> Site 
         }
         ls.finish(diags);
     }
-    if locations.is_empty() {
+    if locations.is_empty() && site_return.is_none() {
         diags.warning(
             s.span(),
             "this [[server]] has no locations: every request gets 404",
@@ -336,7 +342,7 @@ fn parse_site(s: &mut Section, top: &TopLevel, diags: &mut Diagnostics) -> Site 
         }
     }
     for (l, span) in locations.iter().zip(&spans) {
-        if l.files.serves_no_file() && l.uwsgi.is_none() {
+        if l.files.serves_no_file() && l.uwsgi.is_none() && l.ret.is_none() && site_return.is_none() {
             diags.warning(
                 span.clone(),
                 "this location has no `root`, `alias`, `try_files` or `uwsgi_pass`: every request it matches gets 404",
@@ -354,6 +360,7 @@ fn parse_site(s: &mut Section, top: &TopLevel, diags: &mut Diagnostics) -> Site 
         error_pages: site_error_pages,
         headers: site_headers,
         compression: site_compression,
+        ret: site_return,
     }
 }
 
@@ -390,7 +397,8 @@ fn parse_location(
     let error_pages = ErrorPages::parse(s, site_error_pages, diags);
     let headers = ResponseHeaders::parse(s, site_headers, &named_groups, diags);
     let compression = Compression::parse(s, site_compression, diags);
-    Some(Location { matcher: matcher?, files, uwsgi, error_pages, headers, compression })
+    let ret = Return::parse(s, &named_groups, diags);
+    Some(Location { matcher: matcher?, files, uwsgi, error_pages, headers, compression, ret })
 }
 
 #[cfg(test)]

@@ -1043,7 +1043,14 @@ impl Converter {
             name if name.starts_with("ssl_") => {
                 NotConverted("TLS is not available yet: keep nginx (or a TLS terminator) in front for HTTPS".into())
             }
-            "return" | "rewrite" | "if" | "set" | "map" => {
+            "return" => {
+                args_n(d, |n| n == 1 || n == 2)?;
+                match d.args.as_slice() {
+                    [code] => Keys(vec![("return", int_or_string(code))]),
+                    _ => Keys(vec![("return", string(&d.args.join(" ")))]),
+                }
+            }
+            "rewrite" | "if" | "set" | "map" => {
                 NotConverted("rewriting is not available: express it with locations, try_files and error_page".into())
             }
             "proxy_pass" | "fastcgi_pass" | "scgi_pass" | "grpc_pass" | "memcached_pass" => {

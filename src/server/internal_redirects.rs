@@ -36,12 +36,15 @@ pub(super) enum Routed {
 pub(super) type Content<'r> =
     fn(&'r Site, &'r Location, &mut RequestInfo<'r>, &mut Vec<Note>) -> Option<Outcome>;
 
-/// Where the next round looks.
+/// Where the next round looks (as `Routed`, not boxed).
+#[allow(clippy::large_enum_variant)]
 enum Next {
     /// Search the locations for the current URI.
     Uri,
     /// The named location.
     Named(LocationId),
+    /// The server's `return` answered.
+    Returned(Outcome),
 }
 
 /// Routes the request through `site`'s locations, following internal redirects.
@@ -54,8 +57,13 @@ pub(super) fn route<'r>(
     let mut next = Next::Uri;
     let mut forced_status: Option<u16> = None;
     let mut error_page_used = false;
+    // a server-level `return` answers before any location is looked up
+    let mut server_return = site.ret.as_ref();
     for _ in 0..MAX_INTERNAL_REDIRECTS {
-        let (loc_id, captures) = match next {
+        if let Some(ret) = server_return.take() {
+            next = Next::Returned(super::content::returned(ret, site, info));
+        }
+        let (loc_id, captures, returned) = match std::mem::replace(&mut next, Next::Uri) {
             Next::Uri => {
                 // captures borrow the URI when it is the request's own bytes
                 let subject = match &info.uri {
@@ -63,15 +71,17 @@ pub(super) fn route<'r>(
                     Cow::Owned(uri) => Cow::Owned(uri.clone()),
                 };
                 match site.index.find_in(subject) {
-                    Some(found) => (Some(found.location), found.captures),
-                    None => (None, Captures::default()),
+                    Some(found) => (Some(found.location), found.captures, None),
+                    None => (None, Captures::default(), None),
                 }
             }
-            Next::Named(id) => (Some(id), Captures::default()),
+            Next::Named(id) => (Some(id), Captures::default(), None),
+            Next::Returned(outcome) => (None, Captures::default(), Some(outcome)),
         };
         info.captures = captures;
-        let outcome = match loc_id {
-            Some(id) => {
+        let outcome = match (loc_id, returned) {
+            (_, Some(outcome)) => outcome,
+            (Some(id), None) => {
                 let loc = &site.locations[id];
                 info.document_root = loc.files.mapping.document_root().unwrap_or(b"");
                 match content(site, loc, info, notes) {
@@ -79,7 +89,7 @@ pub(super) fn route<'r>(
                     None => return Routed::Forward(id),
                 }
             }
-            None => Outcome::Status(404),
+            (None, None) => Outcome::Status(404),
         };
         match outcome {
             Outcome::Reply(mut r) => {

@@ -12,6 +12,7 @@ use crate::http1::exchange::{Exchange, SendError};
 use crate::http1::response_head::{chunk_start, CHUNK_END, LAST_CHUNK};
 use crate::log::{Level, Note};
 use crate::reply::{closes_connection, Body, Part, Parts, Reply};
+use crate::return_directive::CLOSE_WITHOUT_ANSWER;
 
 use super::app::{Done, SiteRuntime};
 use super::request_state::{RequestInfo, ResponseInfo, UpstreamFields};
@@ -51,6 +52,12 @@ impl super::app::Runtime {
         mut notes: Vec<Note>,
         upstream: UpstreamFields,
     ) -> Done {
+        if reply.head.status == CLOSE_WITHOUT_ANSWER {
+            // `return 444`: nothing is sent, the connection closes (logged with 444, as nginx)
+            let response = ResponseInfo { status: reply.head.status, ..ResponseInfo::default() };
+            super::request_log::log_request(answer.rt, answer.info, &notes, &response, ex.body_bytes_read());
+            return Done { keep_alive: false, linger: false };
+        }
         let mut reply = reply;
         let mut encoder = encoder;
         // a coded body without chunks ends with the connection (an HTTP/1.0 client)
