@@ -26,6 +26,7 @@ pub mod routing;
 #[cfg(feature = "server")]
 pub mod server;
 pub mod static_files;
+pub mod tls;
 pub mod uri;
 pub mod uwsgi;
 pub mod variables;

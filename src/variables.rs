@@ -19,6 +19,8 @@ pub enum Var {
     IsArgs,
     ServerProtocol,
     Scheme,
+    /// `on` over TLS, else empty.
+    Https,
     // Connection and server
     Host,
     RemoteAddr,
@@ -86,6 +88,7 @@ impl Var {
             "is_args" => Var::IsArgs,
             "server_protocol" => Var::ServerProtocol,
             "scheme" => Var::Scheme,
+            "https" => Var::Https,
             "host" => Var::Host,
             "remote_addr" | "binary_remote_addr" => Var::RemoteAddr,
             "remote_port" => Var::RemotePort,

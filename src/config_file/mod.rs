@@ -10,6 +10,7 @@ mod include;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use toml::de::DeTable;
 
@@ -23,8 +24,11 @@ use crate::log::config::LogConfig;
 use crate::response_headers::ResponseHeaders;
 use crate::return_directive::Return;
 use crate::routing::locations::{LocationIndex, Matcher};
-use crate::routing::servers::{parse_listen, ServerIdentity, ServerTable, ServerTableError};
+use crate::routing::servers::{
+    parse_listen, parse_listen_entry, ListenOptions, ServerIdentity, ServerTable, ServerTableError,
+};
 use crate::static_files::config::{FileDefaults, FilesConfig};
+use crate::tls::TlsSettings;
 use crate::uwsgi::config::{resolve_passes, UpstreamConfig, UwsgiLocation};
 
 use global::Global;
@@ -37,12 +41,19 @@ pub struct Config {
     pub servers: ServerTable,
     /// `[upstream.NAME]` pools, then the implicit pools of `uwsgi_pass = "unix:..."`.
     pub upstreams: Vec<UpstreamConfig>,
+    /// The ports whose connections are TLS.
+    pub tls_ports: Vec<u16>,
 }
 
 /// One `[[server]]` block.
 #[derive(Debug)]
 pub struct Site {
     pub identity: ServerIdentity,
+    /// Whether each `listen` entry (as `identity.listen`) says `ssl`.
+    pub listen_ssl: Vec<bool>,
+    /// The handshake configuration (certificate, protocols) of a server listening with
+    /// `ssl`.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
     /// The first `server_name`: `$server_name`, and `server:` in error-log lines.
     pub name: String,
     pub connection: ConnectionSettings,
@@ -103,6 +114,7 @@ struct TopLevel {
     formats: HashMap<String, AccessFormat>,
     logs: LogConfig,
     connection: ConnectionSettings,
+    tls: TlsSettings,
 }
 
 /// Assembles `files` (the main one first, then what it includes) into one configuration.
@@ -148,7 +160,8 @@ fn parse_files(files: &[include::SourceFile], notes: Vec<include::Note>) -> Load
         let formats = LogConfig::parse_formats(top, d);
         let logs = LogConfig::parse(top, &LogConfig::builtin(), &formats, d);
         let connection = ConnectionSettings::parse(top, &ConnectionSettings::defaults(), d);
-        (global, TopLevel { formats, logs, connection })
+        let tls = TlsSettings::parse(top, &TlsSettings::default(), d);
+        (global, TopLevel { formats, logs, connection, tls })
     };
 
     // the upstreams of every file first: a server in one file may use a pool of another
@@ -177,7 +190,7 @@ fn parse_files(files: &[include::SourceFile], notes: Vec<include::Note>) -> Load
         for (_, mut s) in section.tables("server", "[[server]]", &mut diags[i]) {
             sites.push(parse_site(&mut s, &top, &mut diags[i]));
             let at = |key| s.key_span(key).unwrap_or_else(|| s.span());
-            identity_spans.push((i, at("default_server"), at("server_name")));
+            identity_spans.push((i, at("default_server"), at("server_name"), at("listen")));
             s.finish(&mut diags[i]);
         }
         resolve_passes(
@@ -200,6 +213,32 @@ fn parse_files(files: &[include::SourceFile], notes: Vec<include::Note>) -> Load
         );
     }
 
+    // `ssl` belongs to the port's socket: every entry on a port says it, or none does
+    // (nginx lets one entry make the port TLS for all; here it is said where it applies)
+    let mut tls_ports: Vec<(u16, bool, usize)> = Vec::new();
+    for (id, site) in sites.iter().enumerate() {
+        for (addr, &ssl) in site.identity.listen.iter().zip(&site.listen_ssl) {
+            match tls_ports.iter().find(|(p, _, _)| *p == addr.port()) {
+                Some(&(port, first_ssl, first)) if first_ssl != ssl => {
+                    let (file, _, _, span) = &identity_spans[id];
+                    let (with, without) = if ssl { (id, first) } else { (first, id) };
+                    diags[*file].error(
+                        span.clone(),
+                        format!(
+                            "port {port} is TLS for server #{} (`ssl`) but plain for server #{}: one socket cannot be both",
+                            with + 1,
+                            without + 1
+                        ),
+                        Some(format!("write \"{port} ssl\" in both, or serve plain HTTP on another port")),
+                    );
+                }
+                Some(_) => {}
+                None => tls_ports.push((addr.port(), ssl, id)),
+            }
+        }
+    }
+    let tls_ports = tls_ports.into_iter().filter(|(_, ssl, _)| *ssl).map(|(p, _, _)| p).collect();
+
     let identities: Vec<ServerIdentity> = sites.iter().map(|s| s.identity.clone()).collect();
     let servers = match ServerTable::build(&identities) {
         Ok(t) => Some(t),
@@ -207,7 +246,7 @@ fn parse_files(files: &[include::SourceFile], notes: Vec<include::Note>) -> Load
             for e in errors {
                 match e {
                     ServerTableError::TwoDefaults { addr, first, second } => {
-                        let (file, span, _) = &identity_spans[second];
+                        let (file, span, _, _) = &identity_spans[second];
                         diags[*file].error(
                             span.clone(),
                             format!(
@@ -219,7 +258,7 @@ fn parse_files(files: &[include::SourceFile], notes: Vec<include::Note>) -> Load
                         )
                     }
                     ServerTableError::BadRegex { server, name, error } => {
-                        let (file, _, span) = &identity_spans[server];
+                        let (file, _, span, _) = &identity_spans[server];
                         diags[*file].error(
                             span.clone(),
                             format!(
@@ -238,7 +277,7 @@ fn parse_files(files: &[include::SourceFile], notes: Vec<include::Note>) -> Load
     };
     let failed = diags.iter().any(Diagnostics::has_errors);
     match servers {
-        Some(servers) if !failed => Ok((Config { global, sites, servers, upstreams }, all(diags))),
+        Some(servers) if !failed => Ok((Config { global, sites, servers, upstreams, tls_ports }, all(diags))),
         _ => Err(all(diags)),
     }
 }
@@ -256,21 +295,37 @@ fn parse_site(s: &mut Section, top: &TopLevel, diags: &mut Diagnostics) -> Site 
             if texts.is_empty() {
                 diags.error(span.clone(), "listen is empty", Some("write listen = [\"80\"]".into()));
             }
-            let mut addrs = Vec::new();
+            let mut entries = Vec::new();
             for text in texts {
-                match parse_listen(&text) {
-                    Ok(a) => addrs.push(a),
+                match parse_listen_entry(&text) {
+                    Ok(a) => entries.push(a),
                     Err(e) => diags.error(
                         span.clone(),
                         format!("listen: {e}"),
-                        Some("write \"80\", \"127.0.0.1:8080\" or \"[::]:80\"".into()),
+                        Some("write \"80\", \"127.0.0.1:8080\", \"[::]:80\" or \"443 ssl\"".into()),
                     ),
                 }
             }
-            addrs
+            entries
         }
-        None => vec![parse_listen("80").unwrap_or_else(|_| unreachable!())],
+        None => vec![(parse_listen("80").unwrap_or_else(|_| unreachable!()), ListenOptions::default())],
     };
+    let tls_settings = TlsSettings::parse(s, &top.tls, diags);
+    let tls = if listen.iter().any(|(_, o)| o.ssl) {
+        let config = tls_settings.server_config();
+        if config.is_none() && s.key_span("ssl_certificate").is_none() {
+            diags.error(
+                s.key_span("listen").unwrap_or_else(|| s.span()),
+                "this server listens with `ssl` but has no ssl_certificate",
+                Some("add ssl_certificate = \"/etc/letsencrypt/live/NAME/fullchain.pem\" and ssl_certificate_key = \"…/privkey.pem\"".into()),
+            );
+        }
+        config
+    } else {
+        None
+    };
+    let listen_ssl = listen.iter().map(|(_, o)| o.ssl).collect();
+    let listen = listen.into_iter().map(|(a, _)| a).collect();
     let names = s
         .get::<Vec<String>>("server_name", "server_name = [\"localhost\"]", diags)
         .map(|n| n.into_inner())
@@ -352,6 +407,8 @@ fn parse_site(s: &mut Section, top: &TopLevel, diags: &mut Diagnostics) -> Site 
     }
     Site {
         identity: ServerIdentity { listen, names: names.clone(), default_server },
+        listen_ssl,
+        tls,
         name: names.first().cloned().unwrap_or_default(),
         connection,
         logs,

@@ -523,14 +523,17 @@ impl Converter {
             return Ok(());
         }
         // a listener of another protocol is left out whole, never served as plain HTTP
-        if let Some(f) =
-            d.args[1..].iter().find(|f| ["ssl", "http2", "quic", "proxy_protocol"].contains(&f.as_str()))
-        {
-            self.skip(d, format!("`{f}` listeners are not available yet (TLS, HTTP/2 and PROXY protocol come with a later release): this address is left out"), false);
+        if let Some(f) = d.args[1..].iter().find(|f| ["quic", "proxy_protocol"].contains(&f.as_str())) {
+            self.skip(d, format!("`{f}` listeners are not available yet: this address is left out"), false);
             return Ok(());
         }
+        let mut entry = addr.clone();
         for flag in &d.args[1..] {
             match flag.as_str() {
+                "ssl" => entry.push_str(" ssl"),
+                "http2" => {
+                    self.skip(d, "HTTP/2 is not served yet: clients speak HTTP/1.1 over TLS here", true)
+                }
                 "default_server" | "default" => {
                     s.items.retain(|i| i.key != "default_server");
                     s.items.push(Item {
@@ -566,7 +569,7 @@ impl Converter {
             .find(|i| i.key == "listen")
             .and_then(|i| i.value.as_array().cloned())
             .unwrap_or_default();
-        list.push(string(addr));
+        list.push(string(&entry));
         let first = s.items.iter().find(|i| i.key == "listen").map(|i| (i.origin, i.written.clone()));
         s.items.retain(|i| i.key != "listen");
         let (o, w) = first.map_or((origin(d), written(d)), |(o, w)| (o, format!("{w}; {}", written(d))));
@@ -1037,11 +1040,22 @@ impl Converter {
                 Absorbed("Portico refuses invalid header lines with 400 (stricter)".into())
             }
             "underscores_in_headers" => NotConverted("Portico never passes header names with `_` to uWSGI (X-A_B and X-A-B would both be HTTP_X_A_B): rename the header in the client".into()),
-            name if name.starts_with("ssl_") && ctx == Ctx::Http => {
-                Absorbed("a TLS setting for TLS listeners, which are not converted (each `listen ... ssl` is listed below)".into())
+            "ssl_certificate" | "ssl_certificate_key" => {
+                let key = if d.name == "ssl_certificate" { "ssl_certificate" } else { "ssl_certificate_key" };
+                Keys(vec![(key, string(&one(d)?))])
             }
+            "ssl_protocols" => {
+                args_n(d, |n| n >= 1)?;
+                let kept: Vec<String> = d.args.iter().filter(|p| ["TLSv1.2", "TLSv1.3"].contains(&p.as_str())).cloned().collect();
+                if kept.is_empty() {
+                    NotConverted("only TLSv1.2 and TLSv1.3 are available (rustls)".into())
+                } else {
+                    Keys(vec![("ssl_protocols", strings(&kept))])
+                }
+            }
+            "http2" => NotConverted("HTTP/2 is not served yet: clients speak HTTP/1.1 over TLS here".into()),
             name if name.starts_with("ssl_") => {
-                NotConverted("TLS is not available yet: keep nginx (or a TLS terminator) in front for HTTPS".into())
+                Absorbed("rustls's own choices (cipher suites, session tickets and resumption; no OCSP stapling, no DH parameters)".into())
             }
             "return" => {
                 args_n(d, |n| n == 1 || n == 2)?;

@@ -38,6 +38,35 @@ pub fn parse_listen(text: &str) -> Result<SocketAddr, String> {
     Err(format!("`{text}` is not a port or an address"))
 }
 
+/// What a `listen` entry says after its address, in nginx's words.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ListenOptions {
+    /// `ssl`: connections to this port are TLS.
+    pub ssl: bool,
+}
+
+/// Parses a whole `listen` entry: the address, then options (`"443 ssl"`,
+/// `"[::]:443 ssl"`).
+pub fn parse_listen_entry(text: &str) -> Result<(SocketAddr, ListenOptions), String> {
+    let mut words = text.split_ascii_whitespace();
+    let addr = parse_listen(words.next().unwrap_or(""))?;
+    let mut options = ListenOptions::default();
+    for word in words {
+        match word {
+            "ssl" => options.ssl = true,
+            "http2" => {
+                return Err("`http2` is not served yet: remove it (HTTPS clients then speak HTTP/1.1)".into())
+            }
+            "proxy_protocol" => return Err("`proxy_protocol` is not available yet".into()),
+            "default_server" => {
+                return Err("`default_server` is a key of the server here: write default_server = true".into())
+            }
+            other => return Err(format!("`{other}` is not a listen option (`ssl` is)")),
+        }
+    }
+    Ok((addr, options))
+}
+
 /// Why the `Host` header (or the host of an absolute-form target) was refused: a 400.
 #[derive(Debug, PartialEq, Eq)]
 pub struct InvalidHost;
@@ -303,6 +332,11 @@ mod tests {
         assert!(parse_listen("example.com:80").is_err());
         assert!(parse_listen("127.0.0.1:99999").is_err());
         assert!(parse_listen("eighty").is_err());
+        let ssl = ListenOptions { ssl: true };
+        assert_eq!(parse_listen_entry("443 ssl").unwrap(), (addr("0.0.0.0:443"), ssl));
+        assert_eq!(parse_listen_entry(" [::]:443  ssl ").unwrap(), (addr("[::]:443"), ssl));
+        assert_eq!(parse_listen_entry("80").unwrap(), (addr("0.0.0.0:80"), ListenOptions::default()));
+        assert!(parse_listen_entry("443 sll").unwrap_err().contains("`sll` is not a listen option"));
     }
 
     #[test]

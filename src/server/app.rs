@@ -20,10 +20,11 @@ use pingora_core::protocols::l4::stream::Stream as L4Stream;
 use pingora_core::protocols::Stream;
 use pingora_core::server::ShutdownWatch;
 use tokio::time::Instant;
+use tokio_rustls::server::TlsStream;
 
 use crate::clock::deadline;
 use crate::config_file::Site;
-use crate::http1::connection::{Connection, Next, Timeouts};
+use crate::http1::connection::{Connection, Next, Timeouts, Transport};
 use crate::http1::exchange::AfterBody;
 use crate::http1::request_head::RequestHead;
 use crate::log::access::AccessLog;
@@ -34,6 +35,7 @@ use crate::routing::servers::ServerTable;
 use crate::uwsgi::forward::Upstream;
 
 use super::recycled_box::RecycledBox;
+use super::tls_accept::{Handshake, PLAIN_HTTP_ANSWER};
 
 /// A site with its open log sinks.
 pub struct SiteRuntime {
@@ -48,6 +50,8 @@ pub struct Runtime {
     pub(super) sites: Vec<SiteRuntime>,
     pub(super) servers: ServerTable,
     pub(super) upstreams: Vec<Upstream>,
+    /// Ports whose connections start with a TLS handshake.
+    pub(super) tls_ports: Vec<u16>,
 }
 
 /// The configuration being served; a reload stores a new one.
@@ -79,6 +83,8 @@ pub(super) struct Peer {
     pub id: u64,
     pub local: Option<SocketAddr>,
     pub remote: Option<SocketAddr>,
+    /// The connection is TLS.
+    pub tls: bool,
 }
 
 impl App {
@@ -99,7 +105,8 @@ impl ServerApp for App {
             ),
             None => (None, None),
         };
-        let peer = Peer { id: self.next_connection.fetch_add(1, Ordering::Relaxed), local, remote };
+        let tls = local.is_some_and(|l| self.current.load().tls_ports.contains(&l.port()));
+        let peer = Peer { id: self.next_connection.fetch_add(1, Ordering::Relaxed), local, remote, tls };
         // The connection gets a task of its own, sized for our loop alone: pingora's
         // connection task (its accept, handshake and reuse states, some KiB) ends here
         // instead of living as long as the connection. The task stays on this thread.
@@ -108,8 +115,18 @@ impl ServerApp for App {
         let app = self.clone();
         let shutdown = shutdown.clone();
         let f = async move {
-            let mut conn = Connection::new(stream, fd);
-            app.serve_connection(&mut conn, &peer, &shutdown).await
+            match (peer.tls, peer.local) {
+                (true, Some(local)) => {
+                    // boxed: a plain connection's task does not carry the handshake's state
+                    let Some(tls) = Box::pin(app.handshake(stream, local, &peer)).await else { return };
+                    let mut conn = Connection::new(tls, None);
+                    app.serve_connection(&mut conn, &peer, &shutdown).await
+                }
+                _ => {
+                    let mut conn = Connection::new(stream, fd);
+                    app.serve_connection(&mut conn, &peer, &shutdown).await
+                }
+            }
         };
         tokio::spawn(f);
         None
@@ -126,8 +143,47 @@ async fn stopping(mut watch: ShutdownWatch) {
 }
 
 impl App {
+    /// The TLS handshake of a connection to an `ssl` port, or `None` (logged) when it
+    /// failed.
+    async fn handshake(
+        &self,
+        stream: Stream,
+        local: SocketAddr,
+        peer: &Peer,
+    ) -> Option<Box<TlsStream<Stream>>> {
+        let rt = self.current.load_full();
+        let default = &rt.sites[rt.servers.default_for(local)];
+        let deadline = deadline(Instant::now(), default.site.connection.client_header_timeout);
+        let (why, plain) = match super::tls_accept::accept(stream, &rt, local, deadline).await {
+            Handshake::Done(tls) => return Some(tls),
+            Handshake::Failed(why) => (why, None),
+            Handshake::PlainHttp(stream) => {
+                ("client sent plain HTTP request to HTTPS port while SSL handshaking".into(), Some(stream))
+            }
+        };
+        let client = peer.remote.map(|r| r.ip().to_string());
+        let server = local.to_string();
+        let context = ErrorContext {
+            connection: Some(peer.id),
+            client: client.as_deref(),
+            server: Some(&server),
+            ..ErrorContext::default()
+        };
+        default.error_log.write(Level::Info, &why, &context);
+        if let Some(stream) = plain {
+            let mut conn = Connection::new(stream, None);
+            conn.send_and_close(PLAIN_HTTP_ANSWER, default.site.connection.send_timeout, true).await;
+        }
+        None
+    }
+
     /// Serves the connection's requests until it closes.
-    async fn serve_connection(&self, conn: &mut Connection<Stream>, peer: &Peer, shutdown: &ShutdownWatch) {
+    async fn serve_connection<S: Transport>(
+        &self,
+        conn: &mut Connection<S>,
+        peer: &Peer,
+        shutdown: &ShutdownWatch,
+    ) {
         let peer = *peer;
         let accepted = Instant::now();
         let mut keepalive_timeout = None;
@@ -201,9 +257,9 @@ impl Runtime {
     /// One request on the connection, from its parsed head to the connection ready for
     /// the next: the chosen server's keep-alive timeout, or `None` when the connection
     /// is done (closed lingering if the client may still be sending).
-    async fn request_step(
+    async fn request_step<S: Transport>(
         &self,
-        conn: &mut Connection<Stream>,
+        conn: &mut Connection<S>,
         head: RequestHead,
         peer: Peer,
         stopping: bool,
@@ -231,7 +287,7 @@ impl Runtime {
     }
 
     /// Answers a head that could not be read, logs why, and closes.
-    async fn refuse(&self, conn: &mut Connection<Stream>, peer: Peer, status: u16, why: &str) {
+    async fn refuse<S: Transport>(&self, conn: &mut Connection<S>, peer: Peer, status: u16, why: &str) {
         let rt = &self.sites[peer.local.map_or(0, |l| self.servers.default_for(l))];
         let client = peer.remote.map(|r| r.ip().to_string());
         rt.error_log.write(

@@ -46,6 +46,7 @@ pub(super) fn file_request<'a>(info: &'a RequestInfo, vars: &'a Vars<'a, 'a>) ->
         args: info.query,
         request: info.req,
         vars,
+        scheme: info.scheme(),
         host: &info.host,
         port: info.local.map(|l| l.port()),
     }
@@ -55,7 +56,7 @@ pub(super) fn file_request<'a>(info: &'a RequestInfo, vars: &'a Vars<'a, 'a>) ->
 /// that status and nothing to send: `respond` closes the connection for it).
 pub(super) fn returned(ret: &Return, site: &Site, info: &RequestInfo) -> Outcome {
     let vars = Vars::of_request(info, &site.name);
-    let base = Base { scheme: "http", host: &info.host, port: info.local.map(|l| l.port()) };
+    let base = Base { scheme: info.scheme(), host: &info.host, port: info.local.map(|l| l.port()) };
     match ret.answer(&vars, &base) {
         Returned::Reply(r) => Outcome::Reply(r),
         Returned::Status(s) => Outcome::Status(s),

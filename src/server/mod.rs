@@ -22,6 +22,7 @@ mod request_steps;
 mod request_vars;
 mod respond;
 mod run;
+mod tls_accept;
 mod upgrade;
 mod uwsgi_step;
 

@@ -32,6 +32,8 @@ pub struct RequestInfo<'r> {
     pub host: Cow<'r, str>,
     pub remote: Option<SocketAddr>,
     pub local: Option<SocketAddr>,
+    /// The request came over TLS (`$https`, `$scheme`, uWSGI's `HTTPS`).
+    pub https: bool,
     /// Captures from the regex location currently serving the request.
     pub captures: Captures<'r>,
     /// `$document_root` of the location serving the request.
@@ -60,8 +62,18 @@ impl<'r> RequestInfo<'r> {
             host: Cow::Borrowed(""),
             remote,
             local,
+            https: false,
             captures: Captures::default(),
             document_root: b"",
+        }
+    }
+
+    /// `$scheme`.
+    pub fn scheme(&self) -> &'static str {
+        if self.https {
+            "https"
+        } else {
+            "http"
         }
     }
 

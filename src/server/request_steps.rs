@@ -40,6 +40,7 @@ impl Runtime {
         let keep_alive =
             req.head().keep_alive && !stopping && requests < u64::from(settings.keepalive_requests);
         let mut info = RequestInfo::new(req, peer.id, requests, started, (peer.remote, peer.local));
+        info.https = peer.tls;
         let mut notes: Vec<Note> = Vec::new();
 
         let routed = match super::request_checks::check_request(site, &mut info, host, &mut notes) {

@@ -43,7 +43,12 @@ impl VarSource for Vars<'_, '_> {
                 }
             }
             Var::ServerProtocol => out.extend_from_slice(info.req.version().as_str().as_bytes()),
-            Var::Scheme => out.extend_from_slice(b"http"),
+            Var::Scheme => out.extend_from_slice(info.scheme().as_bytes()),
+            Var::Https => {
+                if info.https {
+                    out.extend_from_slice(b"on");
+                }
+            }
             Var::Host => out.extend_from_slice(info.host.as_bytes()),
             Var::RemoteAddr => return shown(out, info.remote.map(|a| a.ip())),
             Var::RemotePort => return shown(out, info.remote.map(|a| a.port())),

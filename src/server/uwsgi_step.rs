@@ -88,8 +88,9 @@ impl Runtime {
                 document_root: info.document_root,
             };
             let port = info.local.map_or(0, |l| l.port());
-            let cgi =
+            let mut cgi =
                 CgiRequest::of(&req, routed, info.remote, port, site.name.as_bytes(), body.content_length());
+            cgi.https = info.https;
             let opts = EncodeOptions {
                 params: &uw.params,
                 modifier1: uw.modifier1,

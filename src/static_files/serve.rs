@@ -32,8 +32,9 @@ pub struct FileRequest<'a> {
     pub request: Request<'a>,
     /// Request variables and the location's captures.
     pub vars: &'a dyn VarSource,
-    /// The request's host and the port it arrived on, for the absolute `Location` of
-    /// directory redirects (`http://host[:port]/dir/`, as nginx builds it).
+    /// The request's scheme and host and the port it arrived on, for the absolute
+    /// `Location` of directory redirects (`http://host[:port]/dir/`, as nginx builds it).
+    pub scheme: &'a str,
     pub host: &'a str,
     pub port: Option<u16>,
 }
@@ -121,9 +122,10 @@ pub fn serve(cfg: &FilesConfig, coding: &Compression, req: &FileRequest, notes: 
     };
     match open_in(cfg.open_file_cache.as_ref(), &path, cfg.symlinks) {
         Ok(Opened::Directory) => {
+            let default_port = if req.scheme == "https" { 443 } else { 80 };
             let mut location = match req.port {
-                Some(80) | None => format!("http://{}", req.host),
-                Some(p) => format!("http://{}:{p}", req.host),
+                Some(p) if p != default_port => format!("{}://{}:{p}", req.scheme, req.host),
+                _ => format!("{}://{}", req.scheme, req.host),
             };
             escape_path(req.uri, &mut location);
             location.push('/');

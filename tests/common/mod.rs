@@ -3,6 +3,7 @@
 
 #![allow(dead_code)] // each test file uses a different part of the harness
 
+pub mod tls;
 pub mod uwsgi;
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -260,14 +261,30 @@ impl Response {
 }
 
 /// One client connection, for keep-alive and pipelining tests.
-pub struct Conn {
-    reader: BufReader<TcpStream>,
+pub struct Conn<S = TcpStream> {
+    reader: BufReader<S>,
 }
 
 impl Conn {
     pub fn new(stream: TcpStream) -> Conn {
         stream.set_read_timeout(Some(Duration::from_secs(10))).expect("read timeout");
         Conn { reader: BufReader::new(stream) }
+    }
+
+    pub fn set_read_timeout(&mut self, d: Duration) {
+        self.reader.get_ref().set_read_timeout(Some(d)).expect("timeout");
+    }
+}
+
+impl<S: Read + Write> Conn<S> {
+    /// A connection over another stream (TLS), its read timeout already set.
+    pub fn over(stream: S) -> Conn<S> {
+        Conn { reader: BufReader::new(stream) }
+    }
+
+    /// The stream under the reader.
+    pub fn stream(&self) -> &S {
+        self.reader.get_ref()
     }
 
     pub fn send(&mut self, bytes: &[u8]) {
@@ -335,13 +352,22 @@ impl Conn {
         }
     }
 
+    /// True when the server closed the connection within the read timeout, whatever it
+    /// sent before (a TLS alert).
+    pub fn closes_after_sending(&mut self) -> bool {
+        let mut scratch = [0u8; 512];
+        loop {
+            match self.reader.read(&mut scratch) {
+                Ok(0) => return true,
+                Ok(_) => {}
+                Err(_) => return false,
+            }
+        }
+    }
+
     /// True when the server closed the connection (EOF) within the read timeout.
     pub fn is_closed(&mut self) -> bool {
         let mut byte = [0u8; 1];
         matches!(self.reader.read(&mut byte), Ok(0))
-    }
-
-    pub fn set_read_timeout(&mut self, d: Duration) {
-        self.reader.get_ref().set_read_timeout(Some(d)).expect("timeout");
     }
 }

@@ -8,8 +8,9 @@
 //! 3. one `HTTP_*` var per request header name, in first-seen order, repeated headers
 //!    joined (`"; "` for Cookie, `", "` otherwise, as nginx ≥ 1.23), values trimmed of
 //!    spaces and tabs. Dropped: names with `_` or anything outside `[A-Za-z0-9-]` (as nginx:
-//!    `X_Forwarded_For` must not pose as `X-Forwarded-For`), `Proxy` (httpoxy), and
-//!    `Transfer-Encoding` once a chunked body was de-chunked.
+//!    `X_Forwarded_For` must not pose as `X-Forwarded-For`), `Proxy` (httpoxy),
+//!    `X-Forwarded-Proto` (the scheme is ours to tell: `UWSGI_SCHEME=https` after the stock
+//!    params on TLS), and `Transfer-Encoding` once a chunked body was de-chunked.
 //!
 //! Pure: the caller passes the request's facts, its headers and its variables.
 
@@ -193,6 +194,11 @@ where
             push_stock(&mut w, name, req);
         }
     }
+    // uWSGI sets `wsgi.url_scheme` from UWSGI_SCHEME (SPEC §3.6): the app builds https://
+    // URLs for a TLS request without trusting any header
+    if req.https && !opts.params.iter().any(|p| p.name == "UWSGI_SCHEME") {
+        w.push(b"UWSGI_SCHEME", b"https");
+    }
     for p in opts.params.iter().filter(|p| !is_stock_param(&p.name)) {
         push_param(&mut w, p, vars);
     }
@@ -299,6 +305,9 @@ fn forwardable(name: &[u8], body_was_chunked: bool) -> bool {
     !name.is_empty()
         && name.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'-')
         && !name.eq_ignore_ascii_case(b"proxy")
+        // the scheme is Portico's to tell (REQUEST_SCHEME, HTTPS, UWSGI_SCHEME): a client's
+        // own claim would let a ProxyFix'd app take plain HTTP for HTTPS
+        && !name.eq_ignore_ascii_case(b"x-forwarded-proto")
         && (!body_was_chunked || !name.eq_ignore_ascii_case(b"transfer-encoding"))
 }
 
@@ -419,6 +428,9 @@ mod tests {
         let v = encode(&r, &[], &[], 4096).unwrap();
         assert_eq!(get(&v, "HTTPS"), ["on"]);
         assert_eq!(get(&v, "REQUEST_SCHEME"), ["https"]);
+        assert_eq!(get(&v, "UWSGI_SCHEME"), ["https"]);
+        let v = encode(&request(), &[], &[], 4096).unwrap();
+        assert!(get(&v, "HTTPS").is_empty() && get(&v, "UWSGI_SCHEME").is_empty());
     }
 
     #[test]
