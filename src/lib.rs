@@ -19,6 +19,8 @@ pub mod import_nginx;
 pub mod log;
 pub mod permissions;
 pub mod preflight;
+pub mod proxy_protocol;
+pub mod real_ip;
 pub mod reply;
 pub mod response_headers;
 pub mod return_directive;

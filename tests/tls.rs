@@ -270,7 +270,7 @@ fn check_names_a_missing_or_mismatched_certificate() {
     );
     let (code, err) = run(mixed);
     assert_eq!(code, Some(1), "{err}");
-    assert!(err.contains("site.toml:9:") && err.contains("one socket cannot be both"), "{err}");
+    assert!(err.contains("site.toml:9:") && err.contains("`ssl` for one of servers #1 and #2"), "{err}");
     let (code, err) = run(site("a.pem", "a.key"));
     assert_eq!(code, Some(0), "{err}");
 }

@@ -113,9 +113,16 @@ def html_page(size):
     return "".join(out).encode()[:size]
 
 
-def portico_conf(work, root, port, hello, worker_threads=1, flaskbb=None, fb_port=None):
+def portico_conf(work, root, port, hello, worker_threads=1, flaskbb=None, fb_port=None, tls=None):
     """Portico's site for the fixture: /static by alias, the theme by the seed's regex
-    alias, /hello and try_files misses to uWSGI at `hello`; FlaskBB on `fb_port` if given."""
+    alias, /hello and try_files misses to uWSGI at `hello`; FlaskBB on `fb_port` if given;
+    with `tls` = (port, certificate, key), the same site over TLSv1.3 on that port too."""
+    tls_listen = tls_keys = ""
+    if tls:
+        tls_port, cert, key = tls
+        # its own port: Portico wants every listen entry of one port to agree on `ssl`
+        tls_listen = f', "127.0.0.1:{tls_port} ssl"'
+        tls_keys = f'ssl_certificate = "{cert}"\nssl_certificate_key = "{key}"\nssl_protocols = ["TLSv1.3"]\n'
     fb = ""
     if flaskbb:
         fb = f"""
@@ -138,9 +145,9 @@ keepalive_timeout = "{KEEPALIVE_TIMEOUT_S}s"
 log_format.main = '$remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent "$http_referer" "$http_user_agent"'
 
 [[server]]
-listen = ["127.0.0.1:{port}"]
+listen = ["127.0.0.1:{port}"{tls_listen}]
 server_name = ["localhost"]
-root = "{root}"
+{tls_keys}root = "{root}"
 access_log = "{work}/logs/portico-access.log"
 error_log = "{work}/logs/portico-error.log"
 open_file_cache = "max={OPEN_FILE_CACHE_MAX} inactive={OPEN_FILE_CACHE_INACTIVE}"

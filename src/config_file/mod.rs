@@ -21,6 +21,7 @@ use crate::error_pages::ErrorPages;
 use crate::http1::settings::ConnectionSettings;
 use crate::log::access::AccessFormat;
 use crate::log::config::LogConfig;
+use crate::real_ip::RealIp;
 use crate::response_headers::ResponseHeaders;
 use crate::return_directive::Return;
 use crate::routing::locations::{LocationIndex, Matcher};
@@ -43,17 +44,21 @@ pub struct Config {
     pub upstreams: Vec<UpstreamConfig>,
     /// The ports whose connections are TLS.
     pub tls_ports: Vec<u16>,
+    /// The ports whose connections start with a PROXY protocol header.
+    pub proxy_ports: Vec<u16>,
 }
 
 /// One `[[server]]` block.
 #[derive(Debug)]
 pub struct Site {
     pub identity: ServerIdentity,
-    /// Whether each `listen` entry (as `identity.listen`) says `ssl`.
-    pub listen_ssl: Vec<bool>,
+    /// What each `listen` entry (as `identity.listen`) says after its address.
+    pub listen_options: Vec<ListenOptions>,
     /// The handshake configuration (certificate, protocols) of a server listening with
     /// `ssl`.
     pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// `set_real_ip_from`, `real_ip_header`, `real_ip_recursive`.
+    pub real_ip: RealIp,
     /// The first `server_name`: `$server_name`, and `server:` in error-log lines.
     pub name: String,
     pub connection: ConnectionSettings,
@@ -115,6 +120,7 @@ struct TopLevel {
     logs: LogConfig,
     connection: ConnectionSettings,
     tls: TlsSettings,
+    real_ip: RealIp,
 }
 
 /// Assembles `files` (the main one first, then what it includes) into one configuration.
@@ -161,7 +167,8 @@ fn parse_files(files: &[include::SourceFile], notes: Vec<include::Note>) -> Load
         let logs = LogConfig::parse(top, &LogConfig::builtin(), &formats, d);
         let connection = ConnectionSettings::parse(top, &ConnectionSettings::defaults(), d);
         let tls = TlsSettings::parse(top, &TlsSettings::default(), d);
-        (global, TopLevel { formats, logs, connection, tls })
+        let real_ip = RealIp::parse(top, &RealIp::default(), d);
+        (global, TopLevel { formats, logs, connection, tls, real_ip })
     };
 
     // the upstreams of every file first: a server in one file may use a pool of another
@@ -213,31 +220,33 @@ fn parse_files(files: &[include::SourceFile], notes: Vec<include::Note>) -> Load
         );
     }
 
-    // `ssl` belongs to the port's socket: every entry on a port says it, or none does
-    // (nginx lets one entry make the port TLS for all; here it is said where it applies)
-    let mut tls_ports: Vec<(u16, bool, usize)> = Vec::new();
+    // `ssl` and `proxy_protocol` belong to the port's socket: every entry on a port says
+    // them, or none does (nginx lets one entry decide for all; here they are said where
+    // they apply)
+    let mut ports: Vec<(u16, ListenOptions, usize)> = Vec::new();
     for (id, site) in sites.iter().enumerate() {
-        for (addr, &ssl) in site.identity.listen.iter().zip(&site.listen_ssl) {
-            match tls_ports.iter().find(|(p, _, _)| *p == addr.port()) {
-                Some(&(port, first_ssl, first)) if first_ssl != ssl => {
+        for (addr, &options) in site.identity.listen.iter().zip(&site.listen_options) {
+            match ports.iter().find(|(p, _, _)| *p == addr.port()) {
+                Some(&(port, first_options, first)) if first_options != options => {
                     let (file, _, _, span) = &identity_spans[id];
-                    let (with, without) = if ssl { (id, first) } else { (first, id) };
+                    let word = if first_options.ssl != options.ssl { "ssl" } else { "proxy_protocol" };
                     diags[*file].error(
                         span.clone(),
                         format!(
-                            "port {port} is TLS for server #{} (`ssl`) but plain for server #{}: one socket cannot be both",
-                            with + 1,
-                            without + 1
+                            "port {port} is `{word}` for one of servers #{} and #{} and not for the other: one socket cannot be both",
+                            first + 1,
+                            id + 1
                         ),
-                        Some(format!("write \"{port} ssl\" in both, or serve plain HTTP on another port")),
+                        Some(format!("write \"{port} {word}\" in both, or use another port")),
                     );
                 }
                 Some(_) => {}
-                None => tls_ports.push((addr.port(), ssl, id)),
+                None => ports.push((addr.port(), options, id)),
             }
         }
     }
-    let tls_ports = tls_ports.into_iter().filter(|(_, ssl, _)| *ssl).map(|(p, _, _)| p).collect();
+    let tls_ports = ports.iter().filter(|(_, o, _)| o.ssl).map(|(p, _, _)| *p).collect();
+    let proxy_ports = ports.iter().filter(|(_, o, _)| o.proxy_protocol).map(|(p, _, _)| *p).collect();
 
     let identities: Vec<ServerIdentity> = sites.iter().map(|s| s.identity.clone()).collect();
     let servers = match ServerTable::build(&identities) {
@@ -277,7 +286,9 @@ fn parse_files(files: &[include::SourceFile], notes: Vec<include::Note>) -> Load
     };
     let failed = diags.iter().any(Diagnostics::has_errors);
     match servers {
-        Some(servers) if !failed => Ok((Config { global, sites, servers, upstreams, tls_ports }, all(diags))),
+        Some(servers) if !failed => {
+            Ok((Config { global, sites, servers, upstreams, tls_ports, proxy_ports }, all(diags)))
+        }
         _ => Err(all(diags)),
     }
 }
@@ -324,7 +335,15 @@ fn parse_site(s: &mut Section, top: &TopLevel, diags: &mut Diagnostics) -> Site 
     } else {
         None
     };
-    let listen_ssl = listen.iter().map(|(_, o)| o.ssl).collect();
+    let real_ip = RealIp::parse(s, &top.real_ip, diags);
+    if real_ip.uses_proxy_protocol() && !listen.iter().any(|(_, o)| o.proxy_protocol) {
+        diags.warning(
+            s.key_span("real_ip_header").unwrap_or_else(|| s.span()),
+            "real_ip_header = \"proxy_protocol\" but no listen entry of this server says `proxy_protocol`: the client's address stays the peer's",
+            Some("write listen = [\"80 proxy_protocol\"] where the balancer connects".into()),
+        );
+    }
+    let listen_options = listen.iter().map(|(_, o)| *o).collect();
     let listen = listen.into_iter().map(|(a, _)| a).collect();
     let names = s
         .get::<Vec<String>>("server_name", "server_name = [\"localhost\"]", diags)
@@ -407,8 +426,9 @@ fn parse_site(s: &mut Section, top: &TopLevel, diags: &mut Diagnostics) -> Site 
     }
     Site {
         identity: ServerIdentity { listen, names: names.clone(), default_server },
-        listen_ssl,
+        listen_options,
         tls,
+        real_ip,
         name: names.first().cloned().unwrap_or_default(),
         connection,
         logs,

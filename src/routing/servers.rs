@@ -43,10 +43,12 @@ pub fn parse_listen(text: &str) -> Result<SocketAddr, String> {
 pub struct ListenOptions {
     /// `ssl`: connections to this port are TLS.
     pub ssl: bool,
+    /// `proxy_protocol`: connections to this port start with a PROXY protocol header.
+    pub proxy_protocol: bool,
 }
 
 /// Parses a whole `listen` entry: the address, then options (`"443 ssl"`,
-/// `"[::]:443 ssl"`).
+/// `"[::]:443 ssl"`, `"80 proxy_protocol"`).
 pub fn parse_listen_entry(text: &str) -> Result<(SocketAddr, ListenOptions), String> {
     let mut words = text.split_ascii_whitespace();
     let addr = parse_listen(words.next().unwrap_or(""))?;
@@ -57,11 +59,13 @@ pub fn parse_listen_entry(text: &str) -> Result<(SocketAddr, ListenOptions), Str
             "http2" => {
                 return Err("`http2` is not served yet: remove it (HTTPS clients then speak HTTP/1.1)".into())
             }
-            "proxy_protocol" => return Err("`proxy_protocol` is not available yet".into()),
+            "proxy_protocol" => options.proxy_protocol = true,
             "default_server" => {
                 return Err("`default_server` is a key of the server here: write default_server = true".into())
             }
-            other => return Err(format!("`{other}` is not a listen option (`ssl` is)")),
+            other => {
+                return Err(format!("`{other}` is not a listen option (`ssl` and `proxy_protocol` are)"))
+            }
         }
     }
     Ok((addr, options))
@@ -332,7 +336,11 @@ mod tests {
         assert!(parse_listen("example.com:80").is_err());
         assert!(parse_listen("127.0.0.1:99999").is_err());
         assert!(parse_listen("eighty").is_err());
-        let ssl = ListenOptions { ssl: true };
+        let ssl = ListenOptions { ssl: true, proxy_protocol: false };
+        assert_eq!(
+            parse_listen_entry("443 ssl proxy_protocol").unwrap().1,
+            ListenOptions { ssl: true, proxy_protocol: true }
+        );
         assert_eq!(parse_listen_entry("443 ssl").unwrap(), (addr("0.0.0.0:443"), ssl));
         assert_eq!(parse_listen_entry(" [::]:443  ssl ").unwrap(), (addr("[::]:443"), ssl));
         assert_eq!(parse_listen_entry("80").unwrap(), (addr("0.0.0.0:80"), ListenOptions::default()));

@@ -52,6 +52,8 @@ pub struct Runtime {
     pub(super) upstreams: Vec<Upstream>,
     /// Ports whose connections start with a TLS handshake.
     pub(super) tls_ports: Vec<u16>,
+    /// Ports whose connections start with a PROXY protocol header.
+    pub(super) proxy_ports: Vec<u16>,
 }
 
 /// The configuration being served; a reload stores a new one.
@@ -85,6 +87,9 @@ pub(super) struct Peer {
     pub remote: Option<SocketAddr>,
     /// The connection is TLS.
     pub tls: bool,
+    /// The client's address from the connection's PROXY protocol header
+    /// (`$proxy_protocol_addr`).
+    pub proxy: Option<SocketAddr>,
 }
 
 impl App {
@@ -105,8 +110,18 @@ impl ServerApp for App {
             ),
             None => (None, None),
         };
-        let tls = local.is_some_and(|l| self.current.load().tls_ports.contains(&l.port()));
-        let peer = Peer { id: self.next_connection.fetch_add(1, Ordering::Relaxed), local, remote, tls };
+        let (tls, proxied) = {
+            let rt = self.current.load();
+            let on = |ports: &[u16]| local.is_some_and(|l| ports.contains(&l.port()));
+            (on(&rt.tls_ports), on(&rt.proxy_ports))
+        };
+        let mut peer = Peer {
+            id: self.next_connection.fetch_add(1, Ordering::Relaxed),
+            local,
+            remote,
+            tls,
+            proxy: None,
+        };
         // The connection gets a task of its own, sized for our loop alone: pingora's
         // connection task (its accept, handshake and reuse states, some KiB) ends here
         // instead of living as long as the connection. The task stays on this thread.
@@ -115,6 +130,14 @@ impl ServerApp for App {
         let app = self.clone();
         let shutdown = shutdown.clone();
         let f = async move {
+            let mut stream = stream;
+            if proxied {
+                // boxed, as the handshake below: plain connections do not carry its state
+                match Box::pin(app.proxy_header(stream, &peer)).await {
+                    Some((s, source)) => (stream, peer.proxy) = (s, source),
+                    None => return,
+                }
+            }
             match (peer.tls, peer.local) {
                 (true, Some(local)) => {
                     // boxed: a plain connection's task does not carry the handshake's state
@@ -143,6 +166,27 @@ async fn stopping(mut watch: ShutdownWatch) {
 }
 
 impl App {
+    /// The PROXY protocol header of a connection to a `proxy_protocol` port, or `None`
+    /// (logged) when it is missing or broken.
+    async fn proxy_header(&self, stream: Stream, peer: &Peer) -> Option<(Stream, Option<SocketAddr>)> {
+        let rt = self.current.load_full();
+        let default = &rt.sites[peer.local.map_or(0, |l| rt.servers.default_for(l))];
+        let deadline = deadline(Instant::now(), default.site.connection.client_header_timeout);
+        match super::proxy_header::read(stream, deadline).await {
+            Ok(read) => Some(read),
+            Err((level, why)) => {
+                let client = peer.remote.map(|r| r.ip().to_string());
+                let context = ErrorContext {
+                    connection: Some(peer.id),
+                    client: client.as_deref(),
+                    ..ErrorContext::default()
+                };
+                default.error_log.write(level, &why, &context);
+                None
+            }
+        }
+    }
+
     /// The TLS handshake of a connection to an `ssl` port, or `None` (logged) when it
     /// failed.
     async fn handshake(

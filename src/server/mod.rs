@@ -13,6 +13,7 @@ mod listeners;
 mod pid_file;
 mod pingora_log;
 mod privileges;
+mod proxy_header;
 mod recycled_box;
 mod reload;
 mod request_checks;

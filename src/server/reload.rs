@@ -78,8 +78,8 @@ impl Reloader {
             }
             return Outcome::HandOver(why);
         }
-        let Config { sites, servers, upstreams, tls_ports, .. } = config;
-        match build(sites, servers, upstreams, tls_ports, &self.logs) {
+        let Config { sites, servers, upstreams, tls_ports, proxy_ports, .. } = config;
+        match build(sites, servers, upstreams, (tls_ports, proxy_ports), &self.logs) {
             Ok((runtime, targets)) => {
                 self.current.store(Arc::new(runtime));
                 self.logs.keep_only(&targets);
@@ -163,7 +163,7 @@ pub(super) fn build(
     sites: Vec<Site>,
     servers: ServerTable,
     upstreams: Vec<UpstreamConfig>,
-    tls_ports: Vec<u16>,
+    (tls_ports, proxy_ports): (Vec<u16>, Vec<u16>),
     logs: &LogControl,
 ) -> Result<(Runtime, Vec<Target>), String> {
     let targets = log_targets(&sites);
@@ -177,7 +177,7 @@ pub(super) fn build(
         })
         .collect();
     let upstreams = upstreams.into_iter().map(Upstream::new).collect();
-    Ok((Runtime { sites, servers, upstreams, tls_ports }, targets))
+    Ok((Runtime { sites, servers, upstreams, tls_ports, proxy_ports }, targets))
 }
 
 /// Every file (or stderr) the sites' access and error logs write to.

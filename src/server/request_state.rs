@@ -34,6 +34,9 @@ pub struct RequestInfo<'r> {
     pub local: Option<SocketAddr>,
     /// The request came over TLS (`$https`, `$scheme`, uWSGI's `HTTPS`).
     pub https: bool,
+    /// The client's address in the connection's PROXY protocol header
+    /// (`$proxy_protocol_addr`, `$proxy_protocol_port`).
+    pub proxy_protocol: Option<SocketAddr>,
     /// Captures from the regex location currently serving the request.
     pub captures: Captures<'r>,
     /// `$document_root` of the location serving the request.
@@ -63,6 +66,7 @@ impl<'r> RequestInfo<'r> {
             remote,
             local,
             https: false,
+            proxy_protocol: None,
             captures: Captures::default(),
             document_root: b"",
         }

@@ -41,6 +41,17 @@ impl Runtime {
             req.head().keep_alive && !stopping && requests < u64::from(settings.keepalive_requests);
         let mut info = RequestInfo::new(req, peer.id, requests, started, (peer.remote, peer.local));
         info.https = peer.tls;
+        info.proxy_protocol = peer.proxy;
+        if let Some(peer_ip) = peer.remote.map(|r| r.ip()) {
+            let name = site.real_ip.header_name().map(str::as_bytes);
+            let values = req
+                .headers()
+                .filter(|(n, _)| name.is_some_and(|h| n.eq_ignore_ascii_case(h)))
+                .map(|(_, v)| v);
+            if let Some(client) = site.real_ip.client(peer_ip, values, peer.proxy) {
+                info.remote = Some(client);
+            }
+        }
         let mut notes: Vec<Note> = Vec::new();
 
         let routed = match super::request_checks::check_request(site, &mut info, host, &mut notes) {

@@ -53,6 +53,8 @@ impl VarSource for Vars<'_, '_> {
             Var::RemoteAddr => return shown(out, info.remote.map(|a| a.ip())),
             Var::RemotePort => return shown(out, info.remote.map(|a| a.port())),
             Var::RemoteUser => return false,
+            Var::ProxyProtocolAddr => return shown(out, info.proxy_protocol.map(|a| a.ip())),
+            Var::ProxyProtocolPort => return shown(out, info.proxy_protocol.map(|a| a.port())),
             Var::ServerAddr => return shown(out, info.local.map(|a| a.ip())),
             Var::ServerPort => return shown(out, info.local.map(|a| a.port())),
             Var::ServerName => out.extend_from_slice(self.server_name.as_bytes()),

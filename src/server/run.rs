@@ -126,8 +126,8 @@ fn prepare(config: Config, config_path: &str, successor: Option<&Successor>) -> 
     if let Some(first) = config.sites.first() {
         super::pingora_log::install(ErrorLog::new(logs.sink(&first.logs.error), first.logs.error_level))?;
     }
-    let Config { global, sites, servers, upstreams, tls_ports } = config;
-    let (runtime, _) = reload::build(sites, servers, upstreams, tls_ports, &logs.control())?;
+    let Config { global, sites, servers, upstreams, tls_ports, proxy_ports } = config;
+    let (runtime, _) = reload::build(sites, servers, upstreams, (tls_ports, proxy_ports), &logs.control())?;
     Ok(Prepared {
         config_path: PathBuf::from(config_path),
         plan,

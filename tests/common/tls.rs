@@ -94,8 +94,22 @@ pub fn connect(addr: SocketAddr, sni: Option<&str>) -> TlsConn {
     connect_with(addr, sni, None).expect("TLS handshake")
 }
 
+/// A TLS connection over `tcp`, already connected to `addr` (after a PROXY header).
+pub fn connect_over(tcp: TcpStream, addr: SocketAddr, sni: Option<&str>) -> TlsConn {
+    handshake(Some(tcp), addr, sni, None).expect("TLS handshake")
+}
+
 /// As [`connect`], offering only `version` when given; the handshake's error otherwise.
 pub fn connect_with(
+    addr: SocketAddr,
+    sni: Option<&str>,
+    version: Option<&'static rustls::SupportedProtocolVersion>,
+) -> Result<TlsConn, std::io::Error> {
+    handshake(None, addr, sni, version)
+}
+
+fn handshake(
+    tcp: Option<TcpStream>,
     addr: SocketAddr,
     sni: Option<&str>,
     version: Option<&'static rustls::SupportedProtocolVersion>,
@@ -113,7 +127,10 @@ pub fn connect_with(
         None => ServerName::IpAddress(addr.ip().into()),
     };
     let conn = ClientConnection::new(Arc::new(config), name).expect("client");
-    let tcp = TcpStream::connect(addr)?;
+    let tcp = match tcp {
+        Some(t) => t,
+        None => TcpStream::connect(addr)?,
+    };
     tcp.set_read_timeout(Some(Duration::from_secs(10)))?;
     let mut stream = StreamOwned::new(conn, tcp);
     while stream.conn.is_handshaking() {
