@@ -21,6 +21,9 @@ use super::exchange::SendError;
 const SENDFILE_CHUNK: usize = 2 << 20;
 /// Bytes read from a file at a time on the buffered path (`sendfile off`, no raw socket).
 const COPY_CHUNK: usize = 64 << 10;
+/// The most a buffered write holds back for the bytes that follow it at once: a TLS
+/// record's payload, so a head and a small body go out as one record and one send.
+const HOLD: usize = 16 << 10;
 
 /// The writing half: the stream, and the raw socket when there is one.
 pub(super) struct Io<'c> {
@@ -29,6 +32,8 @@ pub(super) struct Io<'c> {
     pub(super) writable: &'c mut Option<AsyncFd<OwnedFd>>,
     pub(super) send_timeout: Duration,
     pub(super) sent: u64,
+    /// Bytes of the buffered path waiting for those that follow at once.
+    held: Vec<u8>,
 }
 
 impl<'c> Io<'c> {
@@ -38,7 +43,7 @@ impl<'c> Io<'c> {
         writable: &'c mut Option<AsyncFd<OwnedFd>>,
         send_timeout: Duration,
     ) -> Io<'c> {
-        Io { stream, fd, writable, send_timeout, sent: 0 }
+        Io { stream, fd, writable, send_timeout, sent: 0, held: Vec::new() }
     }
 
     pub(super) async fn write_all(&mut self, data: &[u8], more: bool) -> Result<(), SendError> {
@@ -60,25 +65,48 @@ impl<'c> Io<'c> {
                 }
                 Ok(())
             }
+            // the stream's own writes (TLS): each one is a record and a send, so what more
+            // bytes follow at once (a head before its body) waits for them, as MSG_MORE
+            None if more && self.held.len() + data.len() <= HOLD => {
+                self.held.extend_from_slice(data);
+                Ok(())
+            }
+            None if self.held.is_empty() => self.write_stream(data, more).await,
             None => {
-                let timeout = self.send_timeout;
-                let stream = &mut *self.stream;
-                let write = async {
-                    stream.write_all(data).await?;
-                    if !more {
-                        stream.flush().await?;
-                    }
-                    Ok::<(), io::Error>(())
-                };
-                match tokio::time::timeout(timeout, write).await {
-                    Ok(Ok(())) => {
-                        self.sent += data.len() as u64;
-                        Ok(())
-                    }
-                    Ok(Err(e)) => Err(SendError::Io(e)),
-                    Err(_) => Err(SendError::TimedOut),
+                let mut held = std::mem::take(&mut self.held);
+                let n = data.len().min(HOLD.saturating_sub(held.len()));
+                held.extend_from_slice(&data[..n]);
+                let rest = &data[n..];
+                let r = self.write_stream(&held, more || !rest.is_empty()).await;
+                held.clear();
+                self.held = held;
+                r?;
+                if rest.is_empty() {
+                    Ok(())
+                } else {
+                    self.write_stream(rest, more).await
                 }
             }
+        }
+    }
+
+    /// Writes through the stream (flushed unless `more`), under `send_timeout`.
+    async fn write_stream(&mut self, data: &[u8], more: bool) -> Result<(), SendError> {
+        let stream = &mut *self.stream;
+        let write = async {
+            stream.write_all(data).await?;
+            if !more {
+                stream.flush().await?;
+            }
+            Ok::<(), io::Error>(())
+        };
+        match tokio::time::timeout(self.send_timeout, write).await {
+            Ok(Ok(())) => {
+                self.sent += data.len() as u64;
+                Ok(())
+            }
+            Ok(Err(e)) => Err(SendError::Io(e)),
+            Err(_) => Err(SendError::TimedOut),
         }
     }
 
@@ -169,7 +197,9 @@ impl<'c> Io<'c> {
             }
             None => {
                 let mut buf = take_body_buffer();
-                buf.resize(COPY_CHUNK, 0);
+                // (zeroed only as far as this range needs: a small file is most of them)
+                let len = usize::try_from(range_end.saturating_sub(offset)).unwrap_or(COPY_CHUNK);
+                buf.resize(COPY_CHUNK.min(len), 0);
                 let mut pos = offset;
                 let end = range_end;
                 let result = async {

@@ -523,7 +523,7 @@ impl Converter {
             return Ok(());
         }
         // a listener of another protocol is left out whole, never served as plain HTTP
-        if let Some(f) = d.args[1..].iter().find(|f| ["quic", "proxy_protocol"].contains(&f.as_str())) {
+        if let Some(f) = d.args[1..].iter().find(|f| f.as_str() == "quic") {
             self.skip(d, format!("`{f}` listeners are not available yet: this address is left out"), false);
             return Ok(());
         }
@@ -531,6 +531,7 @@ impl Converter {
         for flag in &d.args[1..] {
             match flag.as_str() {
                 "ssl" => entry.push_str(" ssl"),
+                "proxy_protocol" => entry.push_str(" proxy_protocol"),
                 "http2" => {
                     self.skip(d, "HTTP/2 is not served yet: clients speak HTTP/1.1 over TLS here", true)
                 }
@@ -1050,9 +1051,22 @@ impl Converter {
                 if kept.is_empty() {
                     NotConverted("only TLSv1.2 and TLSv1.3 are available (rustls)".into())
                 } else {
+                    if kept.len() < d.args.len() {
+                        self.skip(d, "older versions left out: only TLSv1.2 and TLSv1.3 are available (rustls)", true);
+                    }
                     Keys(vec![("ssl_protocols", strings(&kept))])
                 }
             }
+            "set_real_ip_from" => {
+                let from = one(d)?;
+                if from == "unix:" {
+                    NotConverted("Portico listens on TCP only: there are no unix: peers to trust".into())
+                } else {
+                    Keys(vec![("set_real_ip_from", Value::Array(vec![string(&from)]))])
+                }
+            }
+            "real_ip_header" => Keys(vec![("real_ip_header", string(&one(d)?))]),
+            "real_ip_recursive" => Keys(vec![("real_ip_recursive", Value::Boolean(on_off(d)?))]),
             "http2" => NotConverted("HTTP/2 is not served yet: clients speak HTTP/1.1 over TLS here".into()),
             name if name.starts_with("ssl_") => {
                 Absorbed("rustls's own choices (cipher suites, session tickets and resumption; no OCSP stapling, no DH parameters)".into())
@@ -1098,6 +1112,13 @@ fn merge(items: &mut Vec<Item>, item: Item, d: &Directive) -> Result<(), Context
                 for (k, v) in new {
                     t.insert(k, v);
                 }
+                existing.written.push_str("; ");
+                existing.written.push_str(&item.written);
+                Ok(())
+            }
+            // each `set_real_ip_from` adds one block, as in nginx
+            (Value::Array(list), Value::Array(new)) if item.key == "set_real_ip_from" => {
+                list.extend(new);
                 existing.written.push_str("; ");
                 existing.written.push_str(&item.written);
                 Ok(())
