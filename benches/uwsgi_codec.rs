@@ -52,6 +52,7 @@ fn bench_encode(c: &mut Criterion) {
         content_type: None,
         content_length: None,
         body_was_chunked: false,
+        peer_trusted: false,
     };
     let opts = EncodeOptions { params: &[], modifier1: 0, modifier2: 0, buffer_size: 4096 };
     let mut buf = Vec::with_capacity(4096);

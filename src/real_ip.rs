@@ -143,7 +143,8 @@ impl RealIp {
         !self.trusted.is_empty() && self.source == Source::ProxyProtocol
     }
 
-    fn trusts(&self, ip: IpAddr) -> bool {
+    /// Whether `ip` is one of `set_real_ip_from`.
+    pub fn trusts(&self, ip: IpAddr) -> bool {
         self.trusted.iter().any(|c| c.contains(ip))
     }
 
@@ -175,23 +176,33 @@ impl RealIp {
         for value in values {
             addrs.extend(value.split(|&b| b == b',').map(<[u8]>::trim_ascii).filter(|a| !a.is_empty()));
         }
-        let parse = |a: &[u8]| std::str::from_utf8(a).ok().and_then(|s| s.parse::<IpAddr>().ok());
-        let chosen = if self.recursive {
-            // from the right, past every trusted hop; all trusted: the leftmost
+        let parse = |a: &[u8]| std::str::from_utf8(a).ok().and_then(parse_entry);
+        if self.recursive {
+            // from the right, past every trusted hop; all trusted: the leftmost; an entry
+            // that is no address ends the walk at the last good one (nginx's rule)
             let mut chosen = None;
             for a in addrs.iter().rev() {
-                let ip = parse(a)?;
-                chosen = Some(ip);
-                if !self.trusts(ip) {
+                let Some(addr) = parse(a) else { break };
+                chosen = Some(addr);
+                if !self.trusts(addr.ip()) {
                     break;
                 }
             }
             chosen
         } else {
             addrs.last().and_then(|a| parse(a))
-        };
-        chosen.map(|ip| SocketAddr::new(ip, 0))
+        }
     }
+}
+
+/// One entry of an address header: `203.0.113.9`, `2001:db8::1`, or with a port as some
+/// balancers write it (`203.0.113.9:5678`, `[2001:db8::1]:443`); port 0 when it has none,
+/// as nginx.
+fn parse_entry(s: &str) -> Option<SocketAddr> {
+    if let Ok(ip) = s.parse::<IpAddr>() {
+        return Some(SocketAddr::new(ip, 0));
+    }
+    s.parse::<SocketAddr>().ok()
 }
 
 #[cfg(test)]
@@ -245,6 +256,12 @@ mod tests {
             rec.client(ip("10.0.0.5"), with(&["10.1.1.1, 10.2.2.2"]), None).map(|a| a.ip()),
             Some(ip("10.1.1.1"))
         );
+        let unknown = rec.client(ip("10.0.0.5"), with(&["unknown, 10.0.0.7"]), None);
+        assert_eq!(unknown.map(|a| a.ip()), Some(ip("10.0.0.7")), "a bad entry ends the walk");
+        let with_port = last.client(ip("10.0.0.5"), with(&["203.0.113.9:5678"]), None);
+        assert_eq!(with_port, Some("203.0.113.9:5678".parse().unwrap()));
+        let v6 = last.client(ip("10.0.0.5"), with(&["[2001:db8::1]:443"]), None);
+        assert_eq!(v6.map(|a| a.ip()), Some(ip("2001:db8::1")));
     }
 
     #[test]

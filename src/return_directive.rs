@@ -108,6 +108,18 @@ impl Return {
                 }
             }
         };
+        if status < 200 {
+            return Err((
+                format!("return: {status} is not a final status (200-999)"),
+                "write return = 204, or a redirect or error status".into(),
+            ));
+        }
+        if matches!(status, 204 | 304) && text.is_some() {
+            return Err((
+                format!("return: a {status} has no body, so no text"),
+                format!("write return = {status}"),
+            ));
+        }
         if status == CLOSE_WITHOUT_ANSWER && text.is_some() {
             return Err((
                 "return: 444 closes the connection, it cannot carry a text".into(),
@@ -159,6 +171,10 @@ impl Return {
 /// it); Portico has no `default_type` and says text/plain.
 fn text_reply(status: u16, text: Vec<u8>) -> Reply {
     let mut r = Reply { head: crate::reply::Head::new(status), body: crate::reply::Body::Empty };
+    // a 204 or 304 has neither a body nor a length (RFC 9110)
+    if matches!(status, 204 | 304) {
+        return r;
+    }
     r.head.content_type = Some(Cow::Borrowed("text/plain"));
     r.head.content_length = Some(text.len() as u64);
     if !text.is_empty() {
@@ -247,7 +263,9 @@ mod tests {
         let Returned::Reply(r) = answer(Raw::Text("200 all good".into()), &HTTP) else { panic!() };
         assert_eq!((r.head.status, r.head.content_length), (200, Some(8)));
         let Returned::Reply(r) = answer(Raw::Code(204), &HTTP) else { panic!() };
-        assert_eq!((r.head.status, r.head.content_length), (204, Some(0)));
+        assert_eq!((r.head.status, r.head.content_length, r.head.content_type), (204, None, None));
+        let Returned::Reply(r) = answer(Raw::Code(200), &HTTP) else { panic!() };
+        assert_eq!((r.head.status, r.head.content_length), (200, Some(0)));
         assert!(matches!(answer(Raw::Code(404), &HTTP), Returned::Status(404)));
         let Returned::Reply(r) = answer(Raw::Text("403 go away".into()), &HTTP) else { panic!() };
         assert_eq!(r.head.status, 403);
@@ -268,6 +286,8 @@ mod tests {
             Raw::Text("abc".into()),
             Raw::Text("301".into()),
             Raw::Text("444 bye".into()),
+            Raw::Code(101),
+            Raw::Text("204 no content here".into()),
             Raw::Text("200 $nope".into()),
         ] {
             let (message, hint) = ret(raw).unwrap_err();

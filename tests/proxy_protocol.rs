@@ -108,6 +108,14 @@ fn x_forwarded_for_from_trusted_peers() {
     assert_eq!(remote_addr(&through(&p, V1, "xff", xff)), "10.1.2.3");
     // no header: the peer
     assert_eq!(remote_addr(&through(&p, V1, "xff", "")), "127.0.0.1");
+    // a trusted balancer's word on the scheme is passed on; an untrusted one's is not
+    let proto = |host: &str| {
+        let r = through(&p, V1, host, "X-Forwarded-Proto: https\r\n");
+        let v: serde_json::Value = serde_json::from_slice(&r.body).expect("json");
+        v["environ"]["HTTP_X_FORWARDED_PROTO"].as_str().map(str::to_string)
+    };
+    assert_eq!(proto("xff").as_deref(), Some("https"));
+    assert_eq!(proto("untrusted"), None);
 }
 
 #[test]

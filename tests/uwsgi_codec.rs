@@ -309,6 +309,7 @@ fn over_65535_is_refused() {
         content_type: None,
         content_length: None,
         body_was_chunked: false,
+        peer_trusted: false,
     };
     let opts = EncodeOptions { params: &[], modifier1: 0, modifier2: 0, buffer_size: 65535 };
     let mut buf = Vec::new();

@@ -67,6 +67,7 @@ fuzz_target!(|data: &[u8]| {
         content_type: None,
         content_length: chunked.then_some(u64::from(control)),
         body_was_chunked: chunked,
+        peer_trusted: control & 32 != 0,
     };
     let opts = EncodeOptions { params, modifier1: control, modifier2: !control, buffer_size };
     let hs = || req.headers.iter().map(|h| (h.name.as_bytes(), h.value));

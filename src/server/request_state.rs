@@ -37,6 +37,8 @@ pub struct RequestInfo<'r> {
     /// The client's address in the connection's PROXY protocol header
     /// (`$proxy_protocol_addr`, `$proxy_protocol_port`).
     pub proxy_protocol: Option<SocketAddr>,
+    /// The connection's peer is in `set_real_ip_from`.
+    pub peer_trusted: bool,
     /// Captures from the regex location currently serving the request.
     pub captures: Captures<'r>,
     /// `$document_root` of the location serving the request.
@@ -67,6 +69,7 @@ impl<'r> RequestInfo<'r> {
             local,
             https: false,
             proxy_protocol: None,
+            peer_trusted: false,
             captures: Captures::default(),
             document_root: b"",
         }

@@ -43,6 +43,7 @@ impl Runtime {
         info.https = peer.tls;
         info.proxy_protocol = peer.proxy;
         if let Some(peer_ip) = peer.remote.map(|r| r.ip()) {
+            info.peer_trusted = site.real_ip.trusts(peer_ip);
             let name = site.real_ip.header_name().map(str::as_bytes);
             let values = req
                 .headers()

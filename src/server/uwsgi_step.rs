@@ -91,6 +91,7 @@ impl Runtime {
             let mut cgi =
                 CgiRequest::of(&req, routed, info.remote, port, site.name.as_bytes(), body.content_length());
             cgi.https = info.https;
+            cgi.peer_trusted = info.peer_trusted;
             let opts = EncodeOptions {
                 params: &uw.params,
                 modifier1: uw.modifier1,

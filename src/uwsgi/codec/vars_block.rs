@@ -48,6 +48,8 @@ pub struct CgiRequest<'a> {
     /// The client's body was chunked and has been de-chunked: its `Transfer-Encoding`
     /// header is not forwarded next to the computed `CONTENT_LENGTH`.
     pub body_was_chunked: bool,
+    /// The peer is a trusted balancer (`set_real_ip_from`): its `X-Forwarded-Proto` is passed.
+    pub peer_trusted: bool,
 }
 
 /// Where a request stands when it is forwarded, beside its head: what its target and
@@ -90,6 +92,7 @@ impl<'a> CgiRequest<'a> {
             content_type: req.known(Known::ContentType),
             content_length,
             body_was_chunked: req.head().body == BodyFraming::Chunked,
+            peer_trusted: false,
         }
     }
 }
@@ -207,7 +210,7 @@ where
     let mut largest: (&[u8], usize) = (b"", 0);
     let mut key = Vec::with_capacity(64);
     for (i, (name, value)) in headers().enumerate() {
-        if !forwardable(name, req.body_was_chunked)
+        if !forwardable(name, req)
             || headers().take(i).any(|(earlier, _)| earlier.eq_ignore_ascii_case(name))
             || opts.params.iter().any(|p| is_header_var(p.name.as_bytes(), name))
         {
@@ -301,14 +304,15 @@ fn push_shown(w: &mut PacketWriter, key: &[u8], value: Option<impl fmt::Display>
 }
 
 /// Whether a request header may become an `HTTP_*` var.
-fn forwardable(name: &[u8], body_was_chunked: bool) -> bool {
+fn forwardable(name: &[u8], req: &CgiRequest) -> bool {
     !name.is_empty()
         && name.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'-')
         && !name.eq_ignore_ascii_case(b"proxy")
         // the scheme is Portico's to tell (REQUEST_SCHEME, HTTPS, UWSGI_SCHEME): a client's
-        // own claim would let a ProxyFix'd app take plain HTTP for HTTPS
-        && !name.eq_ignore_ascii_case(b"x-forwarded-proto")
-        && (!body_was_chunked || !name.eq_ignore_ascii_case(b"transfer-encoding"))
+        // own claim would let a ProxyFix'd app take plain HTTP for HTTPS; a trusted
+        // balancer that ended TLS itself says it
+        && (req.peer_trusted || !name.eq_ignore_ascii_case(b"x-forwarded-proto"))
+        && (!req.body_was_chunked || !name.eq_ignore_ascii_case(b"transfer-encoding"))
 }
 
 /// `HTTP_` + the name upper-cased with `-` as `_`.
@@ -360,6 +364,7 @@ mod tests {
             content_type: None,
             content_length: None,
             body_was_chunked: false,
+            peer_trusted: false,
         }
     }
 
