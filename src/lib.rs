@@ -15,6 +15,7 @@ pub mod control;
 pub mod errno;
 pub mod error_pages;
 pub mod http1;
+pub mod http2;
 pub mod import_nginx;
 pub mod log;
 pub mod permissions;

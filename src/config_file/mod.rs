@@ -229,7 +229,13 @@ fn parse_files(files: &[include::SourceFile], notes: Vec<include::Note>) -> Load
             match ports.iter().find(|(p, _, _)| *p == addr.port()) {
                 Some(&(port, first_options, first)) if first_options != options => {
                     let (file, _, _, span) = &identity_spans[id];
-                    let word = if first_options.ssl != options.ssl { "ssl" } else { "proxy_protocol" };
+                    let word = if first_options.ssl != options.ssl {
+                        "ssl"
+                    } else if first_options.http2 != options.http2 {
+                        "http2"
+                    } else {
+                        "proxy_protocol"
+                    };
                     diags[*file].error(
                         span.clone(),
                         format!(
@@ -322,8 +328,18 @@ fn parse_site(s: &mut Section, top: &TopLevel, diags: &mut Diagnostics) -> Site 
         None => vec![(parse_listen("80").unwrap_or_else(|_| unreachable!()), ListenOptions::default())],
     };
     let tls_settings = TlsSettings::parse(s, &top.tls, diags);
+    // `http2 = true` as nginx ≥ 1.25's `http2 on`: this server's TLS handshakes offer it
+    let http2_key = s.get::<bool>("http2", "http2 = true", diags);
+    let http2 = http2_key.as_ref().is_some_and(|h| *h.get_ref()) || listen.iter().any(|(_, o)| o.http2);
+    if let Some(h) = http2_key.filter(|h| *h.get_ref() && !listen.iter().any(|(_, o)| o.ssl)) {
+        diags.warning(
+            h.span(),
+            "http2 = true but this server has no `ssl` listen entry: HTTP/2 is offered in TLS handshakes only",
+            Some("add listen = [\"443 ssl\"] (with a certificate), or remove http2".into()),
+        );
+    }
     let tls = if listen.iter().any(|(_, o)| o.ssl) {
-        let config = tls_settings.server_config();
+        let config = tls_settings.server_config(http2);
         if config.is_none() && s.key_span("ssl_certificate").is_none() {
             diags.error(
                 s.key_span("listen").unwrap_or_else(|| s.span()),

@@ -133,10 +133,10 @@ impl<'c> Exchange<'c> {
             body_pos: 0,
             body_timeout,
             body_read: 0,
-            // nginx answers `Expect: 100-continue` from HTTP/1.1 clients only
+            // nginx answers `Expect: 100-continue` from HTTP/1.1 (and HTTP/2) clients only
             continue_wanted: head.expect_continue
                 && head.body != BodyFraming::None
-                && head.version == Version::Http11,
+                && head.version != Version::Http10,
             out,
             broken: false,
         }

@@ -62,11 +62,13 @@ impl Method {
 }
 
 /// The protocol versions served; HTTP/1.2 and later minors are treated as 1.1 (RFC 9112
-/// §2.3), HTTP/2 and later in a request line get 505.
+/// §2.3), HTTP/2 and later in a request line get 505. `Http2` is set by the HTTP/2
+/// wire on the head it writes for a stream (`http2::request_head`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Version {
     Http10,
     Http11,
+    Http2,
 }
 
 impl Version {
@@ -75,6 +77,7 @@ impl Version {
         match self {
             Version::Http10 => "HTTP/1.0",
             Version::Http11 => "HTTP/1.1",
+            Version::Http2 => "HTTP/2.0",
         }
     }
 }

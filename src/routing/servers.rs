@@ -45,10 +45,12 @@ pub struct ListenOptions {
     pub ssl: bool,
     /// `proxy_protocol`: connections to this port start with a PROXY protocol header.
     pub proxy_protocol: bool,
+    /// `http2`: TLS handshakes on this port offer HTTP/2 by ALPN.
+    pub http2: bool,
 }
 
 /// Parses a whole `listen` entry: the address, then options (`"443 ssl"`,
-/// `"[::]:443 ssl"`, `"80 proxy_protocol"`).
+/// `"[::]:443 ssl http2"`, `"80 proxy_protocol"`).
 pub fn parse_listen_entry(text: &str) -> Result<(SocketAddr, ListenOptions), String> {
     let mut words = text.split_ascii_whitespace();
     let addr = parse_listen(words.next().unwrap_or(""))?;
@@ -56,17 +58,24 @@ pub fn parse_listen_entry(text: &str) -> Result<(SocketAddr, ListenOptions), Str
     for word in words {
         match word {
             "ssl" => options.ssl = true,
-            "http2" => {
-                return Err("`http2` is not served yet: remove it (HTTPS clients then speak HTTP/1.1)".into())
-            }
+            "http2" => options.http2 = true,
             "proxy_protocol" => options.proxy_protocol = true,
             "default_server" => {
                 return Err("`default_server` is a key of the server here: write default_server = true".into())
             }
             other => {
-                return Err(format!("`{other}` is not a listen option (`ssl` and `proxy_protocol` are)"))
+                return Err(format!(
+                    "`{other}` is not a listen option (`ssl`, `http2` and `proxy_protocol` are)"
+                ))
             }
         }
+    }
+    if options.http2 && !options.ssl {
+        // (nginx would speak HTTP/2 without TLS here, to clients that know it in advance:
+        // browsers never do)
+        return Err(
+            "`http2` is negotiated in the TLS handshake: it needs `ssl` (write \"443 ssl http2\")".into()
+        );
     }
     Ok((addr, options))
 }
@@ -336,11 +345,16 @@ mod tests {
         assert!(parse_listen("example.com:80").is_err());
         assert!(parse_listen("127.0.0.1:99999").is_err());
         assert!(parse_listen("eighty").is_err());
-        let ssl = ListenOptions { ssl: true, proxy_protocol: false };
+        let ssl = ListenOptions { ssl: true, ..ListenOptions::default() };
         assert_eq!(
             parse_listen_entry("443 ssl proxy_protocol").unwrap().1,
-            ListenOptions { ssl: true, proxy_protocol: true }
+            ListenOptions { ssl: true, proxy_protocol: true, http2: false }
         );
+        assert_eq!(
+            parse_listen_entry("443 ssl http2").unwrap().1,
+            ListenOptions { ssl: true, proxy_protocol: false, http2: true }
+        );
+        assert!(parse_listen_entry("80 http2").unwrap_err().contains("it needs `ssl`"));
         assert_eq!(parse_listen_entry("443 ssl").unwrap(), (addr("0.0.0.0:443"), ssl));
         assert_eq!(parse_listen_entry(" [::]:443  ssl ").unwrap(), (addr("[::]:443"), ssl));
         assert_eq!(parse_listen_entry("80").unwrap(), (addr("0.0.0.0:80"), ListenOptions::default()));

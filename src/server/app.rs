@@ -26,7 +26,9 @@ use crate::clock::deadline;
 use crate::config_file::Site;
 use crate::http1::connection::{Connection, Next, Timeouts, Transport};
 use crate::http1::exchange::AfterBody;
-use crate::http1::request_head::RequestHead;
+use crate::http1::request_head::{RequestHead, Version, MAX_HEADERS};
+use crate::http2::connection as http2;
+use crate::http2::stream::Http2Stream;
 use crate::log::access::AccessLog;
 use crate::log::error::{ErrorContext, ErrorLog};
 use crate::log::Level;
@@ -142,6 +144,9 @@ impl ServerApp for App {
                 (true, Some(local)) => {
                     // boxed: a plain connection's task does not carry the handshake's state
                     let Some(tls) = Box::pin(app.handshake(stream, local, &peer)).await else { return };
+                    if tls.get_ref().1.alpn_protocol() == Some(b"h2") {
+                        return Box::pin(app.serve_http2(tls, &peer, &shutdown)).await;
+                    }
                     let mut conn = Connection::new(tls, None);
                     app.serve_connection(&mut conn, &peer, &shutdown).await
                 }
@@ -219,6 +224,67 @@ impl App {
             conn.send_and_close(PLAIN_HTTP_ANSWER, default.site.connection.send_timeout, true).await;
         }
         None
+    }
+
+    /// Serves an HTTP/2 connection: each stream on a task of its own, through the same
+    /// request step as an HTTP/1.1 request.
+    async fn serve_http2<S: Transport + 'static>(
+        self: &Arc<Self>,
+        io: S,
+        peer: &Peer,
+        shutdown: &ShutdownWatch,
+    ) {
+        let peer = *peer;
+        let limits = {
+            let rt = self.current.load();
+            let d = &rt.sites[peer.local.map_or(0, |l| rt.servers.default_for(l))].site.connection;
+            http2::Limits {
+                handshake_timeout: d.client_header_timeout,
+                idle_timeout: d.keepalive_timeout,
+                max_requests: u64::from(d.keepalive_requests),
+                // what an HTTP/1.1 head may hold, with HPACK's 32 bytes per field
+                max_header_list: u32::try_from(d.head_limits.max_head + 32 * MAX_HEADERS).unwrap_or(u32::MAX),
+            }
+        };
+        let app = self.clone();
+        let watch = shutdown.clone();
+        let serve_stream = move |stream| {
+            let (app, watch) = (app.clone(), watch.clone());
+            async move { app.serve_stream(stream, peer, &watch).await }
+        };
+        let ended = http2::serve(io, limits, stopping(shutdown.clone()), serve_stream).await;
+        if let http2::Ended::Failed(why) = ended {
+            let rt = self.current.load();
+            let default = &rt.sites[peer.local.map_or(0, |l| rt.servers.default_for(l))];
+            let client = peer.remote.map(|r| r.ip().to_string());
+            let context = ErrorContext {
+                connection: Some(peer.id),
+                client: client.as_deref(),
+                ..ErrorContext::default()
+            };
+            default.error_log.write(Level::Info, &why, &context);
+        }
+    }
+
+    /// One HTTP/2 stream: its head read and answered as an HTTP/1.1 request's, by the
+    /// configuration running when it arrived.
+    async fn serve_stream(&self, stream: Http2Stream, peer: Peer, shutdown: &ShutdownWatch) {
+        let rt = self.current.load_full();
+        let defaults = &rt.sites[peer.local.map_or(0, |l| rt.servers.default_for(l))].site.connection;
+        let timeouts =
+            Timeouts { header: defaults.client_header_timeout, keepalive: defaults.keepalive_timeout };
+        let limits = defaults.head_limits;
+        let mut conn = Connection::new(stream, None);
+        // (the head is already here: the HEADERS frames were read whole)
+        match conn.next_request(deadline(Instant::now(), timeouts.header), &timeouts, &limits, true).await {
+            Next::Request(mut head) => {
+                head.version = Version::Http2;
+                let stopping_now = *shutdown.borrow();
+                rt.request_step(&mut conn, head, peer, stopping_now).await;
+            }
+            Next::Refuse(e) => rt.refuse(&mut conn, peer, e.status, e.reason).await,
+            Next::TimedOut | Next::Close => {}
+        }
     }
 
     /// Serves the connection's requests until it closes.

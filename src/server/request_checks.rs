@@ -38,7 +38,7 @@ pub(super) fn check_request<'r>(
             notes.push(Note::new(Level::Info, e.to_string()));
             return Err(400);
         }
-        None if info.req.version() == Version::Http11 => {
+        None if info.req.version() != Version::Http10 => {
             notes.push(Note::new(Level::Info, "client sent HTTP/1.1 request without \"Host\" header"));
             return Err(400);
         }

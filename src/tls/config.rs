@@ -26,8 +26,9 @@ impl Default for TlsSettings {
     }
 }
 
-/// What the handshake offers for ALPN: HTTP/1.1 (HTTP/2 is not served yet).
-const ALPN: &[&[u8]] = &[b"http/1.1"];
+/// What the handshake offers for ALPN: HTTP/2 first where it is on, as browsers expect.
+const ALPN_HTTP11: &[&[u8]] = &[b"http/1.1"];
+const ALPN_HTTP2: &[&[u8]] = &[b"h2", b"http/1.1"];
 
 impl TlsSettings {
     /// Reads the TLS keys of a table, over `inherited`. The certificate and key files are
@@ -97,15 +98,17 @@ impl TlsSettings {
     }
 
     /// The handshake configuration of a server with a certificate: its protocols, rustls's
-    /// default cipher suites, no client certificates, HTTP/1.1 by ALPN.
-    pub fn server_config(&self) -> Option<Arc<ServerConfig>> {
+    /// default cipher suites, no client certificates, HTTP/1.1 (and HTTP/2 if `http2`)
+    /// by ALPN.
+    pub fn server_config(&self, http2: bool) -> Option<Arc<ServerConfig>> {
         let cert = self.certificate.clone()?;
         let mut config = ServerConfig::builder_with_provider(provider())
             .with_protocol_versions(&self.protocols)
             .ok()?
             .with_no_client_auth()
             .with_cert_resolver(Arc::new(SingleCertAndKey::from(cert)));
-        config.alpn_protocols = ALPN.iter().map(|p| p.to_vec()).collect();
+        let alpn = if http2 { ALPN_HTTP2 } else { ALPN_HTTP11 };
+        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
         Some(Arc::new(config))
     }
 }

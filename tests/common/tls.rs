@@ -88,6 +88,20 @@ impl ServerCertVerifier for AnyCert {
 
 pub type TlsConn = Conn<StreamOwned<ClientConnection, TcpStream>>;
 
+/// A client configuration that accepts any certificate and offers `alpn` (the HTTP/2
+/// tests' async client).
+pub fn client_config(alpn: &[&[u8]]) -> Arc<ClientConfig> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AnyCert))
+        .with_no_client_auth();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    Arc::new(config)
+}
+
 /// A TLS connection to `addr` sending `sni` (none: the address is named, and rustls sends
 /// no SNI for an address), handshake done.
 pub fn connect(addr: SocketAddr, sni: Option<&str>) -> TlsConn {

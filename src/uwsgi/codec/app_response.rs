@@ -116,7 +116,28 @@ pub fn parse_head(buf: &[u8], limit: usize, head_request: bool) -> Result<Option
         start..start + part.len()
     };
     let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let (status, reason, headers, head_len) = if looks_like_status_line(window) {
+    let (status, reason, headers, head_len) = if let Some(rest) = later_version(window) {
+        // uWSGI echoes SERVER_PROTOCOL in its status line: `HTTP/2.0 200 OK` for a request
+        // that came over HTTP/2, which httparse does not read (nginx does)
+        let Some(lf) = memchr::memchr(b'\n', rest) else { return incomplete(buf, limit) };
+        let line = rest[..lf].strip_suffix(b"\r").unwrap_or(&rest[..lf]);
+        let (code, reason) = match line {
+            [a, b, c, tail @ ..]
+                if [a, b, c].iter().all(|d| d.is_ascii_digit()) && (tail.is_empty() || tail[0] == b' ') =>
+            {
+                let code = u16::from(a - b'0') * 100 + u16::from(b - b'0') * 10 + u16::from(c - b'0');
+                let reason = tail.get(1..).filter(|r| !r.is_empty()).map(|r| Reason::App(at(r)));
+                (code, reason)
+            }
+            _ => return Err(HeadError::Invalid { detail: "invalid status line".into() }),
+        };
+        let after = &rest[lf + 1..];
+        match httparse::parse_headers(after, &mut storage) {
+            Ok(httparse::Status::Complete((n, hs))) => (code, reason, hs, window.len() - after.len() + n),
+            Ok(httparse::Status::Partial) => return incomplete(buf, limit),
+            Err(e) => return Err(invalid(window, e)),
+        }
+    } else if looks_like_status_line(window) {
         let mut resp = httparse::Response::new(&mut storage);
         match resp.parse(window) {
             Ok(httparse::Status::Complete(n)) => {
@@ -170,6 +191,19 @@ pub fn parse_head(buf: &[u8], limit: usize, head_request: bool) -> Result<Option
         out.push((at(h.name.as_bytes()), at(value)));
     }
     Ok(Some(ResponseHead { status, reason, headers: out, framing, declared_length, head_len }))
+}
+
+/// After `HTTP/2.0 ` (or `HTTP/2 `, `HTTP/3 `...), the rest of the status line: a version
+/// httparse does not take.
+fn later_version(buf: &[u8]) -> Option<&[u8]> {
+    let rest = buf.strip_prefix(b"HTTP/")?;
+    match rest {
+        [major, b'.', minor, b' ', rest @ ..] if (b'2'..=b'9').contains(major) && minor.is_ascii_digit() => {
+            Some(rest)
+        }
+        [major, b' ', rest @ ..] if (b'2'..=b'9').contains(major) => Some(rest),
+        _ => None,
+    }
 }
 
 fn looks_like_status_line(buf: &[u8]) -> bool {
@@ -324,6 +358,13 @@ mod tests {
     #[test]
     fn lf_only_heads() {
         // 30_resp_lf-only
+        // uWSGI answers a request that came over HTTP/2 in HTTP/2.0's words
+        let raw = b"HTTP/2.0 201 Made\r\nContent-Length: 2\r\nX-A: 1\r\n\r\nok";
+        let h = parse(raw).unwrap().unwrap();
+        assert_eq!((h.status, h.head_len, h.headers.len()), (201, raw.len() - 2, 1));
+        assert!(matches!(h.reason, Some(Reason::App(ref r)) if &raw[r.clone()] == b"Made"));
+        assert_eq!(parse(b"HTTP/2.0 200 OK\r\nX-"), Ok(None));
+        assert!(parse(b"HTTP/2.0 2000 OK\r\n\r\n").is_err());
         let h = parse(b"HTTP/1.1 201 Created\nContent-Length: 2\n\nok").unwrap().unwrap();
         assert_eq!((h.status, h.framing), (201, Framing::Length(2)));
     }
