@@ -92,6 +92,17 @@ fn have_curl() -> bool {
 /// curl over HTTP/2 to `name` (resolved to the server); returns (HTTP version, headers,
 /// body).
 fn curl(s: &Stack, name: &str, path: &str, args: &[&str]) -> (String, String, Vec<u8>) {
+    curl_in(s, name, path, args, std::process::Stdio::null())
+}
+
+/// As [`curl`], with `stdin` for `-T -`.
+fn curl_in(
+    s: &Stack,
+    name: &str,
+    path: &str,
+    args: &[&str],
+    stdin: impl Into<std::process::Stdio>,
+) -> (String, String, Vec<u8>) {
     let port = s.portico.addr.port();
     let dir = s.portico.dir.path();
     let out = Command::new("curl")
@@ -102,6 +113,7 @@ fn curl(s: &Stack, name: &str, path: &str, args: &[&str]) -> (String, String, Ve
         .args(["-w", "%{stderr}%{http_version}"])
         .args(args)
         .arg(format!("https://{name}:{port}{path}"))
+        .stdin(stdin)
         .output()
         .expect("curl");
     let log = || std::fs::read_to_string(dir.join("error.log")).unwrap_or_default();
@@ -165,47 +177,31 @@ fn uwsgi_gets_http2_requests_with_their_bodies() {
         format!("{:x}", sha2::Sha256::digest(&upload))
     };
     let file_arg = format!("@{}", file.display());
-    // a body of known length (Content-Length), then one of unknown length (`-T -`: DATA
-    // frames with no length, framed chunked for the request steps)
-    let known: &[&str] = &["--data-binary", &file_arg, "-H", "Cookie: a=1", "-H", "X-Forwarded-Proto: http"];
-    let unknown: &[&str] = &["-T", "-"];
-    for args in [known, unknown] {
-        let mut cmd_args = args.to_vec();
-        let stdin_file;
-        if args == unknown {
-            stdin_file = std::fs::File::open(&file).expect("upload");
-            cmd_args.push("-X");
-            cmd_args.push("POST");
-            let port = s.portico.addr.port();
-            let out = Command::new("curl")
-                .args(["-sS", "--http2", "--cacert"])
-                .arg(s.portico.dir.path().join("ca.pem"))
-                .args(["--resolve", &format!("a.test:{port}:127.0.0.1")])
-                .args(&cmd_args)
-                .arg(format!("https://a.test:{port}/app/echo"))
-                .stdin(stdin_file)
-                .output()
-                .expect("curl");
-            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-            let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
-            assert_eq!(v["body_len"], 1_000_000);
-            assert_eq!(v["body_sha256"], digest.as_str());
-            continue;
-        }
-        let (version, _, body) = curl(&s, "a.test", "/app/echo", args);
-        assert_eq!(version, "2");
-        let v: serde_json::Value = serde_json::from_slice(&body).expect("json");
-        assert_eq!(v["body_len"], 1_000_000);
-        assert_eq!(v["body_sha256"], digest.as_str());
-        let env = &v["environ"];
-        assert_eq!(env["SERVER_PROTOCOL"], "HTTP/2.0");
-        assert_eq!(env["HTTPS"], "on");
-        assert_eq!(env["wsgi.url_scheme"], "https");
-        assert_eq!(env["HTTP_HOST"], format!("a.test:{}", s.portico.addr.port()).as_str());
-        assert_eq!(env["HTTP_COOKIE"], "a=1");
-        assert_eq!(env["REQUEST_METHOD"], "POST");
-        assert!(env.get("HTTP_X_FORWARDED_PROTO").is_none(), "{env}");
-    }
+    // a body of known length, after `100 Continue` (an interim HEADERS)
+    let args = ["--data-binary", &file_arg, "-H", "Expect: 100-continue", "-H", "Cookie: a=1"];
+    let (version, headers, body) = curl(&s, "a.test", "/app/echo", &args);
+    assert_eq!(version, "2");
+    assert!(headers.starts_with("HTTP/2 100"), "{headers}");
+    let v: serde_json::Value = serde_json::from_slice(&body).expect("json");
+    assert_eq!(v["body_len"], 1_000_000);
+    assert_eq!(v["body_sha256"], digest.as_str());
+    let env = &v["environ"];
+    assert_eq!(env["SERVER_PROTOCOL"], "HTTP/2.0");
+    assert_eq!(env["HTTPS"], "on");
+    assert_eq!(env["wsgi.url_scheme"], "https");
+    assert_eq!(env["HTTP_HOST"], format!("a.test:{}", s.portico.addr.port()).as_str());
+    assert_eq!(env["HTTP_COOKIE"], "a=1");
+    assert_eq!(env["REQUEST_METHOD"], "POST");
+    // one of unknown length (`-T -`: DATA frames and no content-length; framed chunked
+    // for the request steps), with a client's X-Forwarded-Proto that is not passed on
+    let upload_file = std::fs::File::open(&file).expect("upload");
+    let args = ["-T", "-", "-X", "POST", "-H", "X-Forwarded-Proto: http"];
+    let (_, _, body) = curl_in(&s, "a.test", "/app/echo", &args, upload_file);
+    let v: serde_json::Value = serde_json::from_slice(&body).expect("json");
+    assert_eq!(v["body_len"], 1_000_000);
+    assert_eq!(v["body_sha256"], digest.as_str());
+    assert!(v["environ"].get("HTTP_X_FORWARDED_PROTO").is_none(), "{}", v["environ"]);
+    s.portico.wait_for_log(&s.portico.dir.path().join("access.log"), "\"POST /app/echo HTTP/2.0\" 200");
 }
 
 #[test]

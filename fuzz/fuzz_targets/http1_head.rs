@@ -217,6 +217,7 @@ fn check_against_httparse(buf: &[u8], head: &RequestHead) {
                 let want = match req.version() {
                     Version::Http10 => 0,
                     Version::Http11 => 1,
+                    Version::Http2 => panic!("a request line parsed as HTTP/2 (only the HTTP/2 wire sets it)"),
                 };
                 assert_eq!(theirs.version, Some(want), "version");
             }

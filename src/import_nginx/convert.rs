@@ -532,9 +532,8 @@ impl Converter {
             match flag.as_str() {
                 "ssl" => entry.push_str(" ssl"),
                 "proxy_protocol" => entry.push_str(" proxy_protocol"),
-                "http2" => {
-                    self.skip(d, "HTTP/2 is not served yet: clients speak HTTP/1.1 over TLS here", true)
-                }
+                // (written after the loop: nginx takes `http2 ssl` in either order)
+                "http2" => {}
                 "default_server" | "default" => {
                     s.items.retain(|i| i.key != "default_server");
                     s.items.push(Item {
@@ -562,6 +561,17 @@ impl Converter {
                     self.skip(d, format!("`{f}`: socket tuning Portico sets itself"), true)
                 }
                 f => self.skip(d, format!("`{f}` on listen is not available"), false),
+            }
+        }
+        if d.args[1..].iter().any(|f| f == "http2") {
+            if entry.contains(" ssl") {
+                entry.push_str(" http2");
+            } else {
+                self.skip(
+                    d,
+                    "HTTP/2 without TLS (h2c, by prior knowledge) is not served: clients speak HTTP/1.1 here",
+                    true,
+                );
             }
         }
         let mut list: Vec<Value> = s
@@ -1067,7 +1077,7 @@ impl Converter {
             }
             "real_ip_header" => Keys(vec![("real_ip_header", string(&one(d)?))]),
             "real_ip_recursive" => Keys(vec![("real_ip_recursive", Value::Boolean(on_off(d)?))]),
-            "http2" => NotConverted("HTTP/2 is not served yet: clients speak HTTP/1.1 over TLS here".into()),
+            "http2" => Keys(vec![("http2", Value::Boolean(on_off(d)?))]),
             name if name.starts_with("ssl_") => {
                 Absorbed("rustls's own choices (cipher suites, session tickets and resumption; no OCSP stapling, no DH parameters)".into())
             }
